@@ -1,0 +1,234 @@
+"""The `quarry` command line: thin wrappers that validate, call the library and report."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quarry.settings import QuarrySettings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Quarry: chat with your documents on your own hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+model_app = typer.Typer(help="Manage the model Quarry serves.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", help="cpu or gpu (default: detected).")
+]
+ModelOpt = Annotated[str | None, typer.Option(help="Model hub id or local folder.")]
+MaxLenOpt = Annotated[int | None, typer.Option(help="Maximum tokens per request.")]
+KvOpt = Annotated[int | None, typer.Option(help="CPU profile: KV-cache size in GiB.")]
+MemUtilOpt = Annotated[float | None, typer.Option(help="GPU profile: fraction of GPU memory.")]
+TpOpt = Annotated[int | None, typer.Option(help="GPU profile: GPUs per model replica.")]
+
+
+def _settings(profile: str | None, **server: Any) -> QuarrySettings:
+    """Settings with CLI flags on top; a bad value exits 2 with the settings' own message."""
+    try:
+        return load_settings(
+            profile=profile, server={k: v for k, v in server.items() if v is not None}
+        )
+    except SettingsError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    profile: ProfileOpt = None,
+    model: ModelOpt = None,
+    served_model_name: Annotated[str | None, typer.Option(help="Name clients use.")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port of the OpenAI API.")] = None,
+    max_model_len: MaxLenOpt = None,
+    gpu_memory_utilization: MemUtilOpt = None,
+    tensor_parallel_size: TpOpt = None,
+    pipeline_parallel_size: Annotated[int | None, typer.Option(help="Pipeline stages.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, bfloat16, float16, float32.")] = None,
+    quantization: Annotated[str | None, typer.Option(help="e.g. awq, gptq, fp8.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this key from clients.", envvar=None)
+    ] = None,
+    tool_call_parser: Annotated[str | None, typer.Option(help="e.g. llama3_json.")] = None,
+    chat_template: Annotated[str | None, typer.Option(help="Jinja chat template file.")] = None,
+    kv_cache_space_gib: KvOpt = None,
+    enforce_eager: Annotated[
+        bool | None, typer.Option("--enforce-eager/--compile", help="Skip torch.compile.")
+    ] = None,
+    print_command: Annotated[
+        bool, typer.Option("--print-command", help="Print the vLLM command and exit.")
+    ] = False,
+) -> None:
+    """Start the vLLM OpenAI-compatible server and wait until it is healthy."""
+    from serve.command import build_command
+    from serve.launch import log_path_for, start_server
+    from serve.model_prep import ModelPreparationError
+    from serve.process import ServerStartError
+
+    settings = _settings(
+        profile,
+        model=model,
+        served_model_name=served_model_name,
+        host=host,
+        port=port,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size,
+        pipeline_parallel_size=pipeline_parallel_size,
+        dtype=dtype,
+        quantization=quantization,
+        api_key=api_key,
+        tool_call_parser=tool_call_parser,
+        chat_template=chat_template,
+        kv_cache_space_gib=kv_cache_space_gib,
+        enforce_eager=enforce_eager,
+    )
+    command = build_command(settings)
+    if print_command:
+        typer.echo(command.shell())
+        return
+
+    log_path = log_path_for(settings)
+    console.print(f"[bold]Profile[/bold] {settings.profile}  [bold]model[/bold] "
+                  f"{settings.server.model}\n[dim]{command.shell()}[/dim]")
+    started = time.monotonic()
+    try:
+        with console.status(f"Starting vLLM (log: {log_path})...") as status:
+
+            def tick() -> None:
+                status.update(f"Starting vLLM ({time.monotonic() - started:.0f} s, log: {log_path})")
+
+            server = start_server(settings, log_path, on_tick=tick)
+    except (SettingsError, ModelPreparationError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except ServerStartError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("Interrupted; vLLM stopped.")
+        raise typer.Exit(130) from None
+
+    _print_ready(settings, server, time.monotonic() - started)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C
+    try:
+        code = server.process.wait() if server.process else 0
+        err_console.print(f"[red]vLLM exited with code {code}.[/red]\n{server.log_tail()}")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("Stopping vLLM...")
+        server.stop()
+        console.print("Stopped.")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_ready(settings: QuarrySettings, server: Any, seconds: float) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_row("Endpoint", f"{settings.server.base_url}/v1")
+    table.add_row("Model", settings.server.served_model_name or str(settings.server.model))
+    capacity = server.capacity()
+    if capacity:
+        table.add_row("KV cache", f"{capacity.kv_cache_tokens:,} tokens")
+        table.add_row(
+            "Max concurrency",
+            f"{capacity.max_concurrency:.2f}x at {capacity.model_len:,} tokens per request",
+        )
+    table.add_row("Started in", f"{seconds:.1f} s")
+    table.add_row("Log", str(server.log_path))
+    console.print("[green bold]vLLM is ready.[/green bold] Press Ctrl-C to stop.")
+    console.print(table)
+
+
+@app.command()
+def doctor(
+    profile: ProfileOpt = None,
+    model: ModelOpt = None,
+    max_model_len: MaxLenOpt = None,
+    kv_cache_space_gib: KvOpt = None,
+    gpu_memory_utilization: MemUtilOpt = None,
+    tensor_parallel_size: TpOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check the machine, the software stack and the model before serving."""
+    from serve.doctor import run_doctor
+
+    settings = _settings(
+        profile,
+        model=model,
+        max_model_len=max_model_len,
+        kv_cache_space_gib=kv_cache_space_gib,
+        gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size,
+    )
+    if as_json:
+        report = run_doctor(settings)
+        typer.echo(report.to_json())
+    else:
+        with console.status("Checking the machine and the model..."):
+            report = run_doctor(settings)
+        _print_report(report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_report(report: Any) -> None:
+    colours = {"ok": "green", "warn": "yellow", "fail": "red", "info": "blue"}
+    table = Table(title=f"Quarry doctor: profile {report.profile}, model {report.model}")
+    table.add_column("Check")
+    table.add_column("Status")
+    table.add_column("Detail")
+    for check in report.checks:
+        detail = check.detail
+        if check.hint and check.status in ("warn", "fail"):
+            detail += f"\n[italic]{check.hint}[/italic]"
+        table.add_row(check.name, f"[{colours[check.status]}]{check.status}[/]", detail)
+    console.print(table)
+    if topology := report.facts.get("nvidia_topology"):
+        console.print("[bold]GPU topology (nvidia-smi topo -m)[/bold]")
+        console.print(topology, markup=False, highlight=False)
+    verdict = "[green]Ready to serve.[/green]" if report.ok else "[red]Fix the failed checks.[/red]"
+    console.print(verdict)
+
+
+@model_app.command("prepare")
+def model_prepare(
+    cache_dir: Annotated[Path | None, typer.Option(help="Where prepared models live.")] = None,
+) -> None:
+    """Build the offline CPU model's servable checkpoint (once; later runs reuse it)."""
+    from serve.launch import default_model_dir
+    from serve.model_prep import ModelPreparationError, is_prepared, prepare_cpu_model
+
+    try:
+        settings = load_settings(profile="cpu", cache_dir=cache_dir)
+    except SettingsError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    target = default_model_dir(settings)
+    if is_prepared(target):
+        console.print(f"Already prepared: {target}")
+        return
+    try:
+        with console.status(f"Converting the shipped GGUF into {target}..."):
+            prepare_cpu_model(target)
+    except ModelPreparationError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Prepared: {target}")
+
+
+if __name__ == "__main__":
+    app()

