@@ -1,9 +1,10 @@
 """One typed settings tree for every part of Quarry.
 
 Values come, highest priority first, from CLI flags (passed in as overrides), `QUARRY_*`
-environment variables (nested by the first `_`, e.g. `QUARRY_SERVER_PORT=8001`, `QUARRY_CHROMA_HOST`), a TOML config
-file (`quarry.toml` in the working directory, or the path in `QUARRY_CONFIG`), and the
-defaults of the hardware profile (`cpu` or `gpu`, detected unless set).
+environment variables (section and field split at the first `_`: `QUARRY_SERVER_PORT=8001`,
+`QUARRY_CHROMA_HOST`), a TOML config file (`quarry.toml` in the working directory, or the
+path in `QUARRY_CONFIG`), and the defaults of the hardware profile (`cpu` or `gpu`,
+detected unless set).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,7 +77,13 @@ def default_cpu_kv_cache_gib(total_memory_bytes: int | None = None) -> int:
     return int(min(max(tenth_gib, 1), 8))
 
 
-class ServerSettings(BaseModel):
+class Section(BaseModel):
+    """A part of the settings tree; a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
     """The vLLM OpenAI-compatible server. `None` means "the profile's default"."""
 
     model: str | None = Field(None, description="HF model id or local path.")
@@ -108,19 +115,19 @@ class ServerSettings(BaseModel):
         return f"http://{host}:{self.port}"
 
 
-class ChromaSettings(BaseModel):
+class ChromaSettings(Section):
     """Embedded persistent Chroma unless `host` is set (a shared Chroma server)."""
 
     host: str | None = None
     port: int = Field(8000, ge=1, le=65535)
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(Section):
     model: str | None = Field(None, description="sentence-transformers name or path.")
     batch_size: int = Field(64, ge=1)
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     """How documents become chunks (sizes in tokens of the embedding model)."""
 
     collection: str = "quarry"
@@ -137,9 +144,7 @@ class QuarrySettings(BaseSettings):
 
     profile: Profile | None = Field(None, description="cpu or gpu; detected when unset.")
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "quarry")
-    data_dir: Path = Field(
-        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "quarry"
-    )
+    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "quarry")
     server: ServerSettings = Field(default_factory=ServerSettings)
     chroma: ChromaSettings = Field(default_factory=ChromaSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
