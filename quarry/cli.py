@@ -101,14 +101,18 @@ def serve(
         return
 
     log_path = log_path_for(settings)
-    console.print(f"[bold]Profile[/bold] {settings.profile}  [bold]model[/bold] "
-                  f"{settings.server.model}\n[dim]{command.shell()}[/dim]")
+    console.print(
+        f"[bold]Profile[/bold] {settings.profile}  [bold]model[/bold] "
+        f"{settings.server.model}\n[dim]{command.shell()}[/dim]"
+    )
     started = time.monotonic()
     try:
         with console.status(f"Starting vLLM (log: {log_path})...") as status:
 
             def tick() -> None:
-                status.update(f"Starting vLLM ({time.monotonic() - started:.0f} s, log: {log_path})")
+                status.update(
+                    f"Starting vLLM ({time.monotonic() - started:.0f} s, log: {log_path})"
+                )
 
             server = start_server(settings, log_path, on_tick=tick)
     except (SettingsError, ModelPreparationError) as exc:

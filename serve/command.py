@@ -47,7 +47,9 @@ def build_command(settings: QuarrySettings, python: str = sys.executable) -> Vll
     opt("--quantization", s.quantization)
     opt("--max-num-seqs", s.max_num_seqs)
     opt("--chat-template", s.chat_template)
-    argv.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
+    argv.append(
+        "--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching"
+    )
 
     env: dict[str, str] = {}
     if settings.profile == "gpu":

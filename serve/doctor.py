@@ -20,8 +20,8 @@ from typing import Any, Literal
 from quarry.settings import GPU_MODEL, QuarrySettings
 from serve.capacity import (
     BLOCK_SIZE,
-    GiB,
     LLAMA_3_8B,
+    GiB,
     KvCapacity,
     ModelGeometry,
     dtype_bytes,
@@ -85,7 +85,7 @@ def _check_python(report: Report) -> None:
 def _check_torch(report: Report) -> Any:
     try:
         import torch
-    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+    except Exception as exc:
         report.add("PyTorch", "fail", f"cannot import torch: {exc}", "Run `make install`.")
         return None
     cuda = torch.version.cuda
@@ -255,7 +255,7 @@ def _check_model(
         return None, None, None
     try:
         config, weight_bytes = _load_config(model)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if model == GPU_MODEL:
             report.add(
                 "Model",
@@ -265,8 +265,12 @@ def _check_model(
                 "vLLM downloads the weights on first start (16 GB).",
             )
             return LLAMA_3_8B, None, "bfloat16"
-        report.add("Model", "fail", f"cannot load the config of {model}: {exc}",
-                   "Pass a folder with config.json, or a model hub id you can access.")
+        report.add(
+            "Model",
+            "fail",
+            f"cannot load the config of {model}: {exc}",
+            "Pass a folder with config.json, or a model hub id you can access.",
+        )
         return None, None, None
     geometry = ModelGeometry.from_config(config)
     report.add(
@@ -297,14 +301,22 @@ def _check_tokenizer(report: Report, model: str, chat_template: str | None) -> N
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model)
-    except Exception as exc:  # noqa: BLE001
-        report.add("Tokenizer", "fail", f"does not load: {exc}",
-                   "The model folder needs tokenizer.json (or the files it names).")
+    except Exception as exc:
+        report.add(
+            "Tokenizer",
+            "fail",
+            f"does not load: {exc}",
+            "The model folder needs tokenizer.json (or the files it names).",
+        )
         return
     has_template = bool(chat_template or getattr(tokenizer, "chat_template", None))
-    sample = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "ping"}], tokenize=False, add_generation_prompt=True
-    ) if has_template and not chat_template else ""
+    sample = (
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": "ping"}], tokenize=False, add_generation_prompt=True
+        )
+        if has_template and not chat_template
+        else ""
+    )
     report.add(
         "Tokenizer",
         "ok" if has_template else "fail",

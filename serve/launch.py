@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,14 +25,27 @@ def resolve_model(settings: QuarrySettings) -> str:
     if _looks_like_path(model) and not Path(model).expanduser().exists():
         raise SettingsError(
             f"server.model: {model} does not exist. Pass a folder that holds the model's "
-            "config.json and weights, or a model hub id such as meta-llama/Meta-Llama-3-8B-Instruct "
-            "(flag --model, QUARRY_SERVER_MODEL)."
+            "config.json and weights, or a model hub id such as "
+            "meta-llama/Meta-Llama-3-8B-Instruct (flag --model, QUARRY_SERVER_MODEL)."
         )
     return model
 
 
 def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).is_absolute()
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail before starting vLLM (and before touching its log) when the port is taken."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(
+                f"server.port: {host}:{port} is already in use ({exc.strerror}). Stop what "
+                "listens there, or pass --port (QUARRY_SERVER_PORT)."
+            ) from None
 
 
 def log_path_for(settings: QuarrySettings) -> Path:
@@ -45,6 +59,7 @@ def start_server(
 ) -> VllmServer:
     """Prepare the model, start vLLM and return once `/health` answers (or raise)."""
     resolve_model(settings)
+    ensure_port_free(settings.server.host, settings.server.port)
     server = VllmServer(
         build_command(settings), settings.server.base_url, log_path or log_path_for(settings)
     )

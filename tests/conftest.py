@@ -1,0 +1,127 @@
+"""Shared fixtures: a real vLLM server on the CPU profile, started once per test session.
+
+The server is started through `quarry serve` itself, in a subprocess, the way a user starts
+it; the fixture waits for its "ready" line, and stops it with Ctrl-C (SIGINT) at the end,
+checking that it shut down cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from quarry.settings import QuarrySettings, load_settings
+
+SERVER_START_TIMEOUT_S = 600
+# Small enough to start fast on two cores, large enough for a long shared prefix.
+TEST_MAX_MODEL_LEN = 2048
+TEST_KV_CACHE_GIB = 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    settings: QuarrySettings
+    env: dict[str, str]
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.server.base_url
+
+    @property
+    def model(self) -> str:
+        return str(self.settings.server.served_model_name)
+
+    @property
+    def printed(self) -> str:
+        return "".join(self.output)
+
+
+def server_env(data_dir: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QUARRY_PROFILE": "cpu",
+        "QUARRY_DATA_DIR": str(data_dir),
+        "QUARRY_SERVER_PORT": str(port),
+        "QUARRY_SERVER_MAX_MODEL_LEN": str(TEST_MAX_MODEL_LEN),
+        "QUARRY_SERVER_KV_CACHE_SPACE_GIB": str(TEST_KV_CACHE_GIB),
+        "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_quarry_serve(
+    env: dict[str, str], *args: str
+) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """Run `quarry serve`; its output lines are collected by the returned thread."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "quarry.cli", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return process, output, reader
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    port = free_port()
+    env = server_env(tmp_path_factory.mktemp("server-data"), port)
+    process, output, reader = start_quarry_serve(env)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while not any("vLLM is ready" in line for line in output):
+        if process.poll() is not None:
+            reader.join(timeout=5)
+            pytest.fail(f"quarry serve exited with {process.returncode}:\n{''.join(output)}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"quarry serve not ready in {SERVER_START_TIMEOUT_S} s:\n{''.join(output)}")
+        time.sleep(0.5)
+    time.sleep(0.5)  # the table after the ready line
+    settings = load_settings(
+        profile="cpu",
+        data_dir=env["QUARRY_DATA_DIR"],
+        server={
+            "port": port,
+            "max_model_len": TEST_MAX_MODEL_LEN,
+            "kv_cache_space_gib": TEST_KV_CACHE_GIB,
+        },
+    )
+    yield RunningServer(settings=settings, env=env, process=process, output=output)
+
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("quarry serve did not stop within 90 s of Ctrl-C")
+    assert code == 0, f"quarry serve exited with {code} after Ctrl-C:\n{''.join(output)}"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "vLLM still listens after Ctrl-C"

@@ -1,0 +1,41 @@
+"""Preparing the offline model: once, atomically, reused afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serve.model_prep import COMPLETE_MARKER, is_prepared, prepare_cpu_model, shipped_gguf
+
+
+def test_the_gguf_ships_with_the_cpu_extra() -> None:
+    gguf = shipped_gguf()
+    assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert gguf.stat().st_size > 50_000_000
+
+
+def test_a_failed_conversion_leaves_nothing_behind(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    target = tmp_path / "models" / "broken-model"
+    with pytest.raises(Exception):  # noqa: B017 - whatever the loader raises
+        prepare_cpu_model(target, gguf=broken)
+    assert not target.exists()
+    leftovers = [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == []
+
+
+def test_a_prepared_folder_is_reused(tmp_path: Path) -> None:
+    target = tmp_path / "ready"
+    target.mkdir()
+    (target / COMPLETE_MARKER).write_text("{}")
+    # A GGUF that does not exist would fail if conversion ran again.
+    assert prepare_cpu_model(target, gguf=tmp_path / "absent.gguf") == target
+
+
+def test_an_unfinished_folder_is_not_taken_for_a_model(tmp_path: Path) -> None:
+    target = tmp_path / "half"
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    assert not is_prepared(target)
