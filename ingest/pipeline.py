@@ -1,0 +1,363 @@
+"""The ingestion run: discover -> plan -> load -> split -> embed -> store, one document at a
+time as far as storage is concerned, with embeddings batched across documents for speed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ingest import store as st
+from ingest.discover import discover
+from ingest.embedding import Embedder
+from ingest.loaders import LOADERS, load
+from ingest.records import Chunk, LoadedDocument, LoadError, Outcome, SourceFile, Status
+from ingest.report import IngestReport
+from ingest.splitting import TokenSplitter, chunk_document
+from quarry.settings import QuarrySettings
+
+ProgressCallback = Callable[["Progress"], None]
+
+
+class IngestUsageError(ValueError):
+    """The run cannot start as asked (bad sizes, other model); exit code 2 in the CLI."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    files_done: int
+    files_total: int
+    chunks_written: int
+    seconds: float
+
+
+@dataclass
+class _Work:
+    """A file that needs writing: new or changed content, or a move of stored chunks."""
+
+    file: SourceFile
+    doc_id: str
+    doc_hash: str
+    stat: os.stat_result
+    previous: st.DocRecord | None
+    moved_from: st.DocRecord | None = None
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def version_of(doc_hash: str, fingerprint: str) -> str:
+    """Names one chunking of one content: new content or new sizes give new chunk ids."""
+    return hashlib.sha256(f"{doc_hash}/{fingerprint}".encode()).hexdigest()[:12]
+
+
+def ingest(
+    paths: Sequence[Path],
+    settings: QuarrySettings,
+    *,
+    embedder: Embedder | None = None,
+    client: Any = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    limit: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Bring the collection in line with the files under `paths`; never raises for a bad file.
+
+    Raises `IngestUsageError` before touching anything if the run is impossible as asked.
+    """
+    run = _Run(settings, embedder, client, prune=prune, dry_run=dry_run, on_progress=on_progress)
+    return run.execute(paths, limit)
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: QuarrySettings,
+        embedder: Embedder | None,
+        client: Any,
+        *,
+        prune: bool,
+        dry_run: bool,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or Embedder.from_settings(settings.embedding)
+        conf = settings.ingest
+        if conf.chunk_size > self.embedder.max_tokens:
+            raise IngestUsageError(
+                f"chunk size {conf.chunk_size} exceeds what {self.embedder.name} reads "
+                f"({self.embedder.max_tokens} tokens); longer chunks would be truncated"
+            )
+        self.splitter = TokenSplitter(self.embedder.tokenizer, conf.chunk_size, conf.chunk_overlap)
+        self.store = st.Store(
+            client or st.open_client(settings), conf.collection,
+            batch=settings.chroma.write_batch_size,
+        )
+        try:
+            self.store.check_model(self.embedder.name)
+        except st.ModelMismatchError as exc:
+            raise IngestUsageError(str(exc)) from None
+        self.prune, self.dry_run, self.on_progress = prune, dry_run, on_progress
+        self.report = IngestReport(conf.collection, dry_run=dry_run)
+        self.started = time.monotonic()
+        self.files_total = self.files_done = 0
+
+    def execute(self, paths: Sequence[Path], limit: int | None) -> IngestReport:
+        conf = self.settings.ingest
+        files, problems = discover(
+            paths, supported=LOADERS, include=conf.include, exclude=conf.exclude
+        )
+        files = files[:limit] if limit else files
+        for problem in problems:
+            self.report.add(problem)
+        self.files_total = len(files)
+        if self.dry_run:
+            self._plan_and_write(paths, files)
+        else:
+            with st.writer_lock(self.settings):
+                self.report.recovered = self.store.recover()
+                try:
+                    self._plan_and_write(paths, files)
+                except KeyboardInterrupt:
+                    self.report.interrupted = True
+                    self.report.recovered += self.store.recover()
+        self.report.seconds = time.monotonic() - self.started
+        return self.report
+
+    # -- planning ----------------------------------------------------------------------
+
+    def _plan_and_write(self, paths: Sequence[Path], files: list[SourceFile]) -> None:
+        records = self.store.documents()
+        work: list[_Work] = []
+        canonical: dict[str, str] = {}  # content hash -> first path with it in this run
+        seen_ids: set[str] = set()
+        for file in files:
+            item = self._inspect(file, records.get(st.document_id(str(file.root), file.rel)))
+            if item is None:
+                continue
+            seen_ids.add(item.doc_id)
+            if item.doc_hash in canonical:
+                reason = f"same content as {canonical[item.doc_hash]}"
+                self._done(Outcome(file.rel, "skipped", reason))
+                continue
+            canonical[item.doc_hash] = file.rel
+            if item.previous and item.previous.version == self._version(item.doc_hash):
+                self._unchanged(item)
+            else:
+                work.append(item)
+        gone = [r for r in records.values() if r.doc_id not in seen_ids and not r.path.exists()]
+        self._match_moves(work, gone)
+        moved = {w.moved_from.doc_id for w in work if w.moved_from}
+        for record in gone:
+            if record.doc_id not in moved and _under(record.path, paths):
+                self._prune(record)
+        self._write(work)
+        if not self.dry_run and (self.report.chunks_written or self.report.counts()["pruned"]):
+            self.store.mark_updated()
+
+    def _inspect(self, file: SourceFile, previous: st.DocRecord | None) -> _Work | None:
+        """Hash a file unless its size and time match the manifest; None when it is unusable."""
+        try:
+            stat = file.path.stat()
+        except OSError as exc:
+            self._done(Outcome(file.rel, "failed", _os_reason(exc)))
+            return None
+        limit = self.settings.ingest.max_file_mb
+        if stat.st_size > limit * 2**20:
+            reason = f"too large ({stat.st_size / 2**20:.1f} MB > {limit:g} MB, max_file_mb)"
+            self._done(Outcome(file.rel, "failed", reason))
+            return None
+        doc_id = st.document_id(str(file.root), file.rel)
+        if (
+            previous is not None
+            and previous.state == "ok"
+            and (previous.size, previous.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        ):
+            return _Work(file, doc_id, previous.doc_hash, stat, previous)
+        try:
+            data = file.path.read_bytes()
+        except OSError as exc:
+            self._done(Outcome(file.rel, "failed", _os_reason(exc)))
+            return None
+        return _Work(file, doc_id, file_hash(data), stat, previous)
+
+    def _version(self, doc_hash: str) -> str:
+        return version_of(doc_hash, self.splitter.fingerprint)
+
+    def _unchanged(self, item: _Work) -> None:
+        previous = item.previous
+        assert previous is not None
+        size, mtime_ns = item.stat.st_size, item.stat.st_mtime_ns
+        if not self.dry_run and (previous.size, previous.mtime_ns) != (size, mtime_ns):
+            self.store.touch(replace(previous, size=size, mtime_ns=mtime_ns))
+        self._done(Outcome(item.file.rel, "unchanged", chunks=previous.chunks))
+
+    def _match_moves(self, work: list[_Work], gone: list[st.DocRecord]) -> None:
+        """New content equal to a vanished document's: reuse its vectors instead of embedding."""
+        by_hash: dict[str, st.DocRecord] = {}
+        for record in gone:
+            if record.state == "ok" and record.version == self._version(record.doc_hash):
+                by_hash.setdefault(record.doc_hash, record)
+        for item in work:
+            source = by_hash.pop(item.doc_hash, None)
+            if source is not None:
+                item.moved_from = source
+
+    def _prune(self, record: st.DocRecord) -> None:
+        if not self.prune:
+            reason = "file is gone; its chunks stay until a run with --prune"
+            self.report.add(Outcome(record.source, "missing", reason, record.chunks))
+            return
+        if not self.dry_run:
+            self.store.remove(record)
+        self.report.add(Outcome(record.source, "pruned", "file is gone", record.chunks))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _write(self, work: list[_Work]) -> None:
+        if self.dry_run:
+            for item in work:
+                self._done(Outcome(item.file.rel, _status(item), "dry run"))
+            return
+        fresh = []
+        for item in work:
+            if item.moved_from:
+                self._move(item)
+            else:
+                fresh.append(item)
+        group: list[tuple[_Work, LoadedDocument, list[Chunk]]] = []
+        group_size = self.embedder.batch_size * 8
+        for item in fresh:
+            loaded = self._load(item)
+            if loaded is not None:
+                group.append((item, *loaded))
+            if sum(len(chunks) for _, _, chunks in group) >= group_size:
+                self._embed_and_store(group)
+                group = []
+        self._embed_and_store(group)
+
+    def _load(self, item: _Work) -> tuple[LoadedDocument, list[Chunk]] | None:
+        try:
+            data = item.file.path.read_bytes()
+            item.doc_hash = file_hash(data)
+            document = load(item.file.path, data)
+            chunks = chunk_document(document, self.splitter)
+        except LoadError as exc:
+            self._done(Outcome(item.file.rel, "skipped" if exc.skip else "failed", exc.reason))
+            return None
+        except OSError as exc:
+            self._done(Outcome(item.file.rel, "failed", _os_reason(exc)))
+            return None
+        if not chunks:
+            self._done(Outcome(item.file.rel, "skipped", "no text to index"))
+            return None
+        return document, chunks
+
+    def _embed_and_store(self, group: list[tuple[_Work, LoadedDocument, list[Chunk]]]) -> None:
+        if not group:
+            return
+        texts = [chunk.text for _, _, chunks in group for chunk in chunks]
+        vectors = self.embedder.encode(texts)
+        self.report.chunks_embedded += len(texts)
+        self.store.ensure(self.embedder.name, self.embedder.dimension)
+        start = 0
+        for item, document, chunks in group:
+            own = vectors[start : start + len(chunks)]
+            start += len(chunks)
+            record = self._record(item, document.title, len(chunks))
+            metadatas = [self._metadata(record, item, document, chunk) for chunk in chunks]
+            self.store.write(
+                record, item.previous, texts=[c.text for c in chunks], embeddings=own,
+                metadatas=metadatas,
+            )
+            self._stored(item, len(chunks), "; ".join(document.notes))
+
+    def _move(self, item: _Work) -> None:
+        source = item.moved_from
+        assert source is not None
+        stored = self.store.read_chunks(source)
+        record = self._record(item, source.title, source.chunks)
+        metadatas = [
+            {**meta, "source": record.source, "root": record.root, "doc_id": record.doc_id}
+            for meta in stored["metadatas"]
+        ]
+        self.store.write(
+            record, item.previous, texts=stored["documents"], embeddings=stored["embeddings"],
+            metadatas=metadatas,
+        )
+        self.store.remove(source)
+        self._stored(item, source.chunks, f"moved from {source.source}; not embedded again")
+
+    def _record(self, item: _Work, title: str, chunks: int) -> st.DocRecord:
+        return st.DocRecord(
+            doc_id=item.doc_id,
+            root=str(item.file.root),
+            source=item.file.rel,
+            title=title,
+            doc_hash=item.doc_hash,
+            size=item.stat.st_size,
+            mtime_ns=item.stat.st_mtime_ns,
+            version=self._version(item.doc_hash),
+            chunks=chunks,
+        )
+
+    def _metadata(
+        self, record: st.DocRecord, item: _Work, document: LoadedDocument, chunk: Chunk
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "source": record.source,
+            "root": record.root,
+            "doc_id": record.doc_id,
+            "title": document.title,
+            "heading_path": " > ".join(chunk.heading_path),
+            "chunk_index": chunk.index,
+            "start": chunk.start,
+            "end": chunk.end,
+            "tokens": chunk.tokens,
+            "content_hash": hashlib.sha256(chunk.text.encode()).hexdigest()[:16],
+            "doc_hash": record.doc_hash,
+            "format": item.file.path.suffix.lower().lstrip("."),
+            "embedding_model": self.embedder.name,
+        }
+        if chunk.page is not None:
+            meta["page"] = chunk.page
+        return meta
+
+    def _stored(self, item: _Work, chunks: int, note: str) -> None:
+        self.report.chunks_written += chunks
+        self._done(Outcome(item.file.rel, _status(item), note, chunks))
+
+    def _done(self, outcome: Outcome) -> None:
+        self.report.add(outcome)
+        self.files_done += 1
+        if self.on_progress:
+            self.on_progress(
+                Progress(
+                    self.files_done, self.files_total, self.report.chunks_written,
+                    time.monotonic() - self.started,
+                )
+            )
+
+
+def _status(item: _Work) -> Status:
+    return "moved" if item.moved_from else "updated" if item.previous else "added"
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    for root in roots:
+        root = Path(root).absolute()
+        if path == root or root in path.parents:
+            return True
+    return False
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or type(exc).__name__
