@@ -168,6 +168,22 @@ class IngestSettings(Section):
         return self
 
 
+class ChatSettings(Section):
+    """The chat chain: retrieval, generation and whether the model may call tools."""
+
+    top_k: int = Field(4, ge=1, le=50)
+    min_score: float = Field(
+        0.2, ge=-1, le=1, description="Cosine similarity below which a passage is not used."
+    )
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+    rewrite_followups: bool = True
+    use_tools: bool | None = Field(None, description="Default: on for gpu, off for cpu.")
+    max_tool_rounds: int = Field(3, ge=0, le=10)
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(8501, ge=1, le=65535)
+
+
 class QuarrySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="QUARRY_",
@@ -184,6 +200,7 @@ class QuarrySettings(BaseSettings):
     chroma: ChromaSettings = Field(default_factory=ChromaSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @field_validator("profile", mode="before")
     @classmethod
@@ -198,6 +215,9 @@ class QuarrySettings(BaseSettings):
         for name, value in defaults.items():
             if getattr(self.server, name) is None:
                 setattr(self.server, name, value)
+        if self.chat.use_tools is None:
+            # Llama-3-8B calls tools well; the small CPU model does not: it retrieves first.
+            self.chat.use_tools = self.profile == "gpu"
         return self
 
     @classmethod
