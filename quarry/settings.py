@@ -173,7 +173,7 @@ class ChatSettings(Section):
 
     top_k: int = Field(4, ge=1, le=50)
     min_score: float = Field(
-        0.2, ge=-1, le=1, description="Cosine similarity below which a passage is not used."
+        0.25, ge=-1, le=1, description="Cosine similarity below which a passage is not used."
     )
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(512, ge=1)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.embedding import Embedder
 from quarry.settings import QuarrySettings, load_settings
 
 SERVER_START_TIMEOUT_S = 600
@@ -32,6 +33,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No QUARRY_* variables or quarry.toml from the developer's shell leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("QUARRY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The offline all-MiniLM-L6-v2, loaded once for the whole session."""
+    model = Embedder("sentence-transformers/all-MiniLM-L6-v2", batch_size=32)
+    model.encode(["warm"])
+    return model
 
 
 @dataclass

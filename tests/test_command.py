@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from quarry.cli import app
 from quarry.settings import load_settings
 from serve.command import build_command
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("QUARRY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def test_gpu_profile_command_is_the_full_llama_3_command() -> None:

@@ -17,17 +17,6 @@ from quarry.settings import (
 from serve.launch import resolve_model
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No stray QUARRY_* variables or quarry.toml from the developer's shell."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("QUARRY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
 def test_cpu_profile_defaults(tmp_path: Path) -> None:
     s = load_settings(profile="cpu", cache_dir=tmp_path)
     assert s.server.model == str(tmp_path / "models" / CPU_MODEL)

@@ -1,0 +1,182 @@
+"""The chat chain: rewrite the question, retrieve, answer with citations, streaming.
+
+Requests are laid out for vLLM's prefix cache: the system prompt is the same for every
+request; past turns are kept as plain question and answer, append-only; the passages and
+the question come last, and passages are ordered by document and position (not by score),
+so the same passages retrieved again give the same text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_openai import ChatOpenAI
+
+from app.citations import Citation, resolve
+from app.prompts import render
+from app.retrieval import Passage, Retriever
+from app.tools import PassageRegistry, run_tool_call, tool_schemas
+from quarry.settings import ChatSettings
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of the answer, as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the chain is doing now (searching, calling a tool)."""
+
+    text: str
+
+
+@dataclass
+class Answer:
+    """The finished answer: cleaned text, its citations, and how fast it came."""
+
+    text: str
+    query: str
+    passages: list[Passage]
+    citations: list[Citation] = field(default_factory=list)
+    refused: bool = False
+    ttft_s: float | None = None
+    output_tokens: int = 0
+    seconds: float = 0.0
+    tool_calls: int = 0
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.ttft_s is None or self.output_tokens < 2 or self.seconds <= self.ttft_s:
+            return None
+        return (self.output_tokens - 1) / (self.seconds - self.ttft_s)
+
+
+Event = Token | Status | Answer
+
+
+def history_messages(history: Sequence[Turn]) -> list[BaseMessage]:
+    return [HumanMessage(t.content) if t.role == "user" else AIMessage(t.content) for t in history]
+
+
+def stable_order(passages: Sequence[Passage]) -> list[Passage]:
+    """Document order: the same retrieved set always renders to the same prompt text."""
+    return sorted(passages, key=lambda p: p.order_key)
+
+
+class ChatChain:
+    def __init__(
+        self,
+        llm: ChatOpenAI,
+        retriever: Retriever,
+        settings: ChatSettings,
+        *,
+        collection: str = "",
+    ) -> None:
+        self.llm = llm
+        self.retriever = retriever
+        self.settings = settings
+        self.collection = collection
+        self.system_prompt = render("system")
+
+    def standalone_query(self, question: str, history: Sequence[Turn]) -> str:
+        """A follow-up ("and on Windows?") rewritten so retrieval understands it alone."""
+        if not history or not self.settings.rewrite_followups:
+            return question
+        prompt = render("rewrite", history=history[-6:], question=question)
+        reply = self.llm.invoke([HumanMessage(prompt)], temperature=0, max_tokens=64)
+        rewritten = str(reply.content).strip().strip('"').splitlines()
+        query = rewritten[0].strip() if rewritten else ""
+        # A small model may answer instead of rewriting: keep the question in the query then.
+        return query if 0 < len(query) <= 300 else question
+
+    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[Event]:
+        started = time.monotonic()
+        query = self.standalone_query(question, history)
+        if query != question:
+            yield Status(f"Searching for: {query}")
+        passages = stable_order(self.retriever.search(query, self.settings.top_k))
+        if not passages and not self.settings.use_tools:
+            text = render("no_answer", collection=self.collection)
+            yield Token(text)
+            yield Answer(text, query, [], refused=True, seconds=time.monotonic() - started)
+            return
+
+        registry = PassageRegistry()
+        prompt = render(
+            "answer",
+            question=question,
+            passages=[
+                {"number": registry.number(p), "label": p.label, "text": p.text} for p in passages
+            ],
+        )
+        messages: list[BaseMessage] = [
+            SystemMessage(self.system_prompt),
+            *history_messages(history),
+            HumanMessage(prompt),
+        ]
+        answer = Answer("", query, registry.passages)
+        text = yield from self._generate(messages, registry, answer, started)
+        answer.text, answer.citations = resolve(text, registry.passages)
+        answer.passages = registry.passages
+        answer.seconds = time.monotonic() - started
+        yield answer
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        registry: PassageRegistry,
+        answer: Answer,
+        started: float,
+    ) -> Iterator[Event]:
+        """Stream the model's reply, running tool calls in between when tools are on."""
+        rounds = self.settings.max_tool_rounds if self.settings.use_tools else 0
+        for round_number in range(rounds + 1):
+            llm: Any = self.llm
+            if round_number < rounds:
+                llm = self.llm.bind_tools(tool_schemas())
+            reply: AIMessageChunk | None = None
+            text = ""
+            for chunk in llm.stream(messages):
+                reply = chunk if reply is None else reply + chunk
+                if chunk.content:
+                    if answer.ttft_s is None:
+                        answer.ttft_s = time.monotonic() - started
+                    text += str(chunk.content)
+                    yield Token(str(chunk.content))
+            if reply is not None and reply.usage_metadata:
+                answer.output_tokens += reply.usage_metadata["output_tokens"]
+            if reply is None or not (reply.tool_calls or reply.invalid_tool_calls):
+                return text
+            messages.append(reply)
+            for call in reply.tool_calls:
+                answer.tool_calls += 1
+                yield Status(f"Tool {call['name']}({call['args']})")
+                result = run_tool_call(dict(call), self.retriever, registry)
+                messages.append(ToolMessage(result, tool_call_id=call.get("id") or ""))
+            for bad in reply.invalid_tool_calls:  # arguments that were not JSON at all
+                answer.tool_calls += 1
+                error = (
+                    f"Error: could not parse the arguments of {bad.get('name')}: {bad.get('error')}"
+                )
+                messages.append(ToolMessage(error, tool_call_id=bad.get("id") or ""))
+        return text

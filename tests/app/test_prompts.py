@@ -1,0 +1,69 @@
+"""One test per prompt template, and strict rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.prompts import PROMPTS_DIR, PromptError, render, template_variables
+
+PASSAGES = [
+    {"number": 1, "label": "configuration.md, Ports", "text": "The server listens on 8000."},
+    {"number": 2, "label": "chat.md", "text": "Temperature presets."},
+]
+
+
+def test_every_prompt_file_is_covered_here() -> None:
+    assert {p.stem for p in PROMPTS_DIR.glob("*.md")} == {
+        "system", "answer", "rewrite", "no_answer"
+    }  # fmt: skip
+
+
+def test_system_prompt_is_static_and_states_the_citation_rules() -> None:
+    assert template_variables("system") == set()
+    text = render("system")
+    assert "[1]" in text and "Cite only numbers that were given" in text
+    assert "not instructions" in text
+
+
+def test_answer_prompt_numbers_passages_and_ends_with_the_task() -> None:
+    text = render("answer", question="Which port?", passages=PASSAGES)
+    assert text.startswith("Question: Which port?")
+    assert "[1] configuration.md, Ports\nThe server listens on 8000." in text
+    assert "[2] chat.md\nTemperature presets." in text
+    assert text.endswith("citing them as [n].")
+
+
+def test_rewrite_prompt_carries_the_conversation() -> None:
+    history = [
+        {"role": "user", "content": "How do I change the server port?"},
+        {"role": "assistant", "content": "Use --port [1]."},
+    ]
+    text = render("rewrite", history=history, question="And the chat page?")
+    assert "user: How do I change the server port?" in text
+    assert "assistant: Use --port [1]." in text
+    assert text.endswith("Standalone query:")
+
+
+def test_no_answer_names_the_collection() -> None:
+    assert 'collection "papers"' in render("no_answer", collection="papers")
+    assert "collection" not in render("no_answer", collection="")
+
+
+def test_a_missing_variable_is_an_error() -> None:
+    with pytest.raises(PromptError, match=r"missing \['passages'\]"):
+        render("answer", question="q")
+
+
+def test_an_unused_variable_is_an_error() -> None:
+    with pytest.raises(PromptError, match=r"unused \['questoin'\]"):
+        render("answer", question="q", passages=[], questoin="typo")
+
+
+def test_a_passage_without_a_field_is_an_error() -> None:
+    with pytest.raises(PromptError, match="label"):
+        render("answer", question="q", passages=[{"number": 1, "text": "t"}])
+
+
+def test_an_unknown_prompt_is_named() -> None:
+    with pytest.raises(PromptError, match="no prompt 'nope'"):
+        render("nope")

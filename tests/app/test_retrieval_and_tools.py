@@ -1,0 +1,98 @@
+"""Retrieval and the tools over a real collection (real embeddings, real Chroma)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.retrieval import EmptyCollectionError, Retriever
+from app.tools import PassageRegistry, parse_arguments, run_tool_call, tool_schemas
+from ingest.embedding import Embedder
+from quarry.settings import QuarrySettings
+
+
+def test_the_relevant_document_comes_first(sample_retriever: Retriever) -> None:
+    passages = sample_retriever.search("How do I change the port of the model server?", 4)
+    assert passages[0].source == "configuration.md"
+    assert all(p.score >= sample_retriever.min_score for p in passages)
+    assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What is the boiling point of tungsten?", "Who won the 1998 football world cup?"],
+)
+def test_unrelated_questions_find_nothing(sample_retriever: Retriever, question: str) -> None:
+    assert sample_retriever.search(question, 4) == []
+
+
+def test_neighbours_come_in_document_order(sample_retriever: Retriever) -> None:
+    anchor = sample_retriever.search("Temperature presets factual creative", 1)[0]
+    around = sample_retriever.neighbours(anchor.source, anchor.chunk_index, radius=1)
+    assert {p.source for p in around} == {anchor.source}
+    assert anchor.chunk_id in [p.chunk_id for p in around]
+    assert [p.chunk_index for p in around] == sorted(p.chunk_index for p in around)
+
+
+def test_a_missing_collection_says_how_to_fill_it(
+    sample_settings: QuarrySettings, embedder: Embedder
+) -> None:
+    with pytest.raises(EmptyCollectionError, match="quarry ingest PATH --collection nothing-here"):
+        Retriever.from_settings(sample_settings, "nothing-here", embedder=embedder)
+
+
+def test_tool_schemas_describe_their_arguments() -> None:
+    schemas = {tool.name: tool.args for tool in tool_schemas()}
+    assert set(schemas) == {"search_documents", "read_more"}
+    assert set(schemas["search_documents"]) == {"query", "k"}
+    assert set(schemas["read_more"]) == {"passage", "radius"}
+
+
+def test_arguments_as_a_json_string_are_accepted() -> None:
+    assert parse_arguments('{"query": "ports", "k": 2}') == {"query": "ports", "k": 2}
+    with pytest.raises(ValueError, match="must be a JSON object, got str"):
+        parse_arguments('"search_document_a"')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse_arguments("{query: ports")
+
+
+def test_search_tool_numbers_new_passages_after_the_given_ones(
+    sample_retriever: Retriever,
+) -> None:
+    registry = PassageRegistry()
+    first = sample_retriever.search("How do I stop Quarry?", 1)[0]
+    assert registry.number(first) == 1
+    result = run_tool_call(
+        {"name": "search_documents", "args": {"query": "chat page port", "k": 2}},
+        sample_retriever,
+        registry,
+    )
+    assert result.startswith("[2] ") or result.startswith("[1] ")
+    assert len(registry.passages) >= 2
+    assert registry.number(first) == 1  # a passage keeps its number
+
+
+def test_read_more_returns_the_surrounding_text(sample_retriever: Retriever) -> None:
+    registry = PassageRegistry()
+    registry.number(sample_retriever.search("Temperature presets factual creative", 1)[0])
+    result = run_tool_call(
+        {"name": "read_more", "args": {"passage": 1, "radius": 1}}, sample_retriever, registry
+    )
+    assert "chat.md" in result
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ({"name": "search_documents", "args": {"k": 3}}, "query: Field required"),
+        ({"name": "search_documents", "args": {"query": "x", "k": 99}}, "k: Input should be"),
+        ({"name": "search_documents", "args": '"search_document_a"'}, "must be a JSON object"),
+        ({"name": "read_more", "args": {"passage": 5}}, "there is no passage [5]"),
+        ({"name": "delete_everything", "args": {}}, "there is no tool 'delete_everything'"),
+    ],
+)
+def test_malformed_calls_become_messages_to_the_model(
+    sample_retriever: Retriever, call: dict[str, object], error: str
+) -> None:
+    result = run_tool_call(call, sample_retriever, PassageRegistry())
+    assert result.startswith("Error:")
+    assert error in result
