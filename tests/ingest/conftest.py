@@ -45,7 +45,8 @@ class ChromaServer:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [chroma, "run", "--path", str(self.path), "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + CHROMA_START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -116,8 +117,12 @@ def settings_factory(
         return load_settings(
             data_dir=tmp_path / "data",
             chroma=chroma,
-            ingest={"collection": collection, "chunk_size": 64, "chunk_overlap": 8,
-                    **ingest_overrides},
+            ingest={
+                "collection": collection,
+                "chunk_size": 64,
+                "chunk_overlap": 8,
+                **ingest_overrides,
+            },
         )
 
     return make
@@ -129,9 +134,7 @@ def settings(settings_factory: Callable[..., QuarrySettings]) -> QuarrySettings:
 
 
 @pytest.fixture
-def run(
-    settings: QuarrySettings, embedder: Embedder
-) -> Callable[..., IngestReport]:
+def run(settings: QuarrySettings, embedder: Embedder) -> Callable[..., IngestReport]:
     def go(*paths: Path, **kwargs: Any) -> IngestReport:
         return ingest(list(paths), kwargs.pop("settings", settings), embedder=embedder, **kwargs)
 

@@ -54,8 +54,9 @@ def test_ingest_then_collections_then_forget(app: typer.Typer, tmp_path: Path) -
     assert listing.exit_code == 0
     assert '"documents": 6' in listing.output
     assert "all-MiniLM-L6-v2" in listing.output
-    refused = runner.invoke(app, ["forget", "--collection", _name(), str(docs / "bees.html")],
-                            input="n\n")
+    refused = runner.invoke(
+        app, ["forget", "--collection", _name(), str(docs / "bees.html")], input="n\n"
+    )
     assert refused.exit_code == 1 and "Nothing removed" in refused.output
     forgot = runner.invoke(app, ["forget", "-c", _name(), "--yes", str(docs / "bees.html")])
     assert forgot.exit_code == 0 and "removed bees.html" in forgot.output
@@ -111,6 +112,12 @@ def test_bench_prints_every_figure(app: typer.Typer, tmp_path: Path) -> None:
     docs = write_corpus(tmp_path / "docs")
     result = runner.invoke(app, ["bench", "ingest", str(docs), "--limit", "3"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    for label in ("Files", "Chunks", "Pipeline chunks/s", "Bare encode chunks/s",
-                  "Pipeline / bare ratio", "Re-run / first run"):
+    for label in (
+        "Files",
+        "Chunks",
+        "Pipeline chunks/s",
+        "Bare encode chunks/s",
+        "Pipeline / bare ratio",
+        "Re-run / first run",
+    ):
         assert label in result.output

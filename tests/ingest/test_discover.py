@@ -39,7 +39,9 @@ def test_symlink_loop_broken_link_and_missing_path(tmp_path: Path) -> None:
     assert [f.rel for f in found] == ["sub/a.md"]
     reasons = sorted(p.reason for p in problems)
     assert reasons == [
-        "broken symbolic link", "path does not exist", "symbolic link loop; not followed"
+        "broken symbolic link",
+        "path does not exist",
+        "symbolic link loop; not followed",
     ]
     assert all(p.status == "failed" for p in problems)
 

@@ -53,7 +53,9 @@ def test_sigkill_mid_document_then_rerun(
         env["QUARRY_CHROMA_HOST"] = settings.chroma.host
         env["QUARRY_CHROMA_PORT"] = str(settings.chroma.port)
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(docs), "sailing.rst"], env=env, timeout=300,
+        [sys.executable, "-c", CHILD, str(docs), "sailing.rst"],
+        env=env,
+        timeout=300,
         capture_output=True,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]

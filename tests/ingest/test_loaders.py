@@ -54,7 +54,8 @@ def test_docx_headings_and_tables(tmp_path: Path) -> None:
 def test_pdf_pages_are_numbered_from_one(tmp_path: Path) -> None:
     doc = _load(make_pdf(tmp_path / "a.pdf", ["First page text", "", "Third page text"]))
     assert [(b.page, b.text.strip()) for b in doc.blocks] == [
-        (1, "First page text"), (3, "Third page text")
+        (1, "First page text"),
+        (3, "Third page text"),
     ]
 
 

@@ -33,7 +33,9 @@ def test_markdown_headings_skip_code_fences_and_read_setext() -> None:
 def test_rst_heading_levels_follow_first_appearance_and_overlines() -> None:
     headings = rst_headings(RST)
     assert [(level, title) for _, level, title in headings] == [
-        (1, "Sailing Primer"), (2, "Wind"), (3, "Knots")
+        (1, "Sailing Primer"),
+        (2, "Wind"),
+        (3, "Knots"),
     ]
     assert headings[0][0] == 0  # the overline starts the section
 
@@ -41,7 +43,9 @@ def test_rst_heading_levels_follow_first_appearance_and_overlines() -> None:
 def test_sections_carry_heading_paths() -> None:
     paths = [s.path for s in sections(RST, "rst")]
     assert paths == [
-        ("Sailing Primer",), ("Sailing Primer", "Wind"), ("Sailing Primer", "Wind", "Knots")
+        ("Sailing Primer",),
+        ("Sailing Primer", "Wind"),
+        ("Sailing Primer", "Wind", "Knots"),
     ]
 
 
