@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make run` (the product) and `make test` (the checks).
+# Two commands on a fresh machine: `make run` (model server, sample collection, chat page)
+# and `make test` (lint and the whole test suite).
 # Both create .venv and install Quarry into it first; nothing is installed system-wide.
 
 PYTHON ?= python3
@@ -25,6 +26,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
+	$(BIN)/quarry up
+
+serve: install
 	$(BIN)/quarry serve
 
 doctor: install

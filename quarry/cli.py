@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ingest.cli import register as register_ingest
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Manage the model Quarry serves.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+register_ingest(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -73,9 +75,6 @@ def serve(
 ) -> None:
     """Start the vLLM OpenAI-compatible server and wait until it is healthy."""
     from serve.command import build_command
-    from serve.launch import log_path_for, start_server
-    from serve.model_prep import ModelPreparationError
-    from serve.process import ServerStartError
 
     settings = _settings(
         profile,
@@ -95,15 +94,33 @@ def serve(
         kv_cache_space_gib=kv_cache_space_gib,
         enforce_eager=enforce_eager,
     )
-    command = build_command(settings)
     if print_command:
-        typer.echo(command.shell())
+        typer.echo(build_command(settings).shell())
         return
+
+    server = _start_server(settings)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C
+    try:
+        code = server.process.wait() if server.process else 0
+        err_console.print(f"[red]vLLM exited with code {code}.[/red]\n{server.log_tail()}")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("Stopping vLLM...")
+        server.stop()
+        console.print("Stopped.")
+
+
+def _start_server(settings: QuarrySettings) -> Any:
+    """Start vLLM with a live status line; exit with a clear message when it cannot start."""
+    from serve.command import build_command
+    from serve.launch import log_path_for, start_server
+    from serve.model_prep import ModelPreparationError
+    from serve.process import ServerStartError
 
     log_path = log_path_for(settings)
     console.print(
-        f"[bold]Profile[/bold] {settings.profile}  [bold]model[/bold] "
-        f"{settings.server.model}\n[dim]{command.shell()}[/dim]"
+        f"[bold]Profile[/bold] {settings.profile}  [bold]model[/bold] {settings.server.model}\n"
+        f"[dim]{build_command(settings).shell()}[/dim]"
     )
     started = time.monotonic()
     try:
@@ -124,17 +141,8 @@ def serve(
     except KeyboardInterrupt:
         err_console.print("Interrupted; vLLM stopped.")
         raise typer.Exit(130) from None
-
     _print_ready(settings, server, time.monotonic() - started)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C
-    try:
-        code = server.process.wait() if server.process else 0
-        err_console.print(f"[red]vLLM exited with code {code}.[/red]\n{server.log_tail()}")
-        raise typer.Exit(1)
-    except KeyboardInterrupt:
-        console.print("Stopping vLLM...")
-        server.stop()
-        console.print("Stopped.")
+    return server
 
 
 def _interrupt(*_: object) -> None:
@@ -154,7 +162,7 @@ def _print_ready(settings: QuarrySettings, server: Any, seconds: float) -> None:
         )
     table.add_row("Started in", f"{seconds:.1f} s")
     table.add_row("Log", str(server.log_path))
-    console.print("[green bold]vLLM is ready.[/green bold] Press Ctrl-C to stop.")
+    console.print("[green bold]vLLM is ready.[/green bold]")
     console.print(table)
 
 
@@ -206,6 +214,95 @@ def _print_report(report: Any) -> None:
         console.print(topology, markup=False, highlight=False)
     verdict = "[green]Ready to serve.[/green]" if report.ok else "[red]Fix the failed checks.[/red]"
     console.print(verdict)
+
+
+@app.command()
+def chat(
+    ui_port: Annotated[int | None, typer.Option(help="Port of the chat page.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection to search first.")] = None,
+) -> None:
+    """Open the chat page (the model server must be running: `quarry serve`)."""
+    from app.launch import start_ui, ui_url
+
+    settings = _load({"chat": {"ui_port": ui_port}, "ingest": {"collection": collection}})
+    env = _ui_env(settings, settings.ingest.collection)
+    console.print(f"Chat page: [bold]{ui_url(settings)}[/bold]  (Ctrl-C to stop)")
+    _wait_for(start_ui(settings, env))
+
+
+@app.command()
+def up(
+    profile: ProfileOpt = None,
+    port: Annotated[int | None, typer.Option(help="Port of the model server.")] = None,
+    ui_port: Annotated[int | None, typer.Option(help="Port of the chat page.")] = None,
+) -> None:
+    """Start everything: the model server, the sample collection and the chat page."""
+    from app.launch import SAMPLE_COLLECTION, SAMPLE_DOCS, start_ui, ui_url
+    from app.llm import server_status
+    from ingest.pipeline import ingest
+
+    settings = _load({"profile": profile, "server": {"port": port}, "chat": {"ui_port": ui_port}})
+    server = None
+    if server_status(settings).healthy:
+        console.print(f"Using the model server already running at {settings.server.base_url}.")
+    else:
+        server = _start_server(settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        sample = settings.model_copy(
+            update={"ingest": settings.ingest.model_copy(update={"collection": SAMPLE_COLLECTION})}
+        )
+        with console.status(f"Adding the sample collection {SAMPLE_COLLECTION!r} ({SAMPLE_DOCS})"):
+            report = ingest([SAMPLE_DOCS], sample)
+        console.print(f"Sample collection: {report.summary()}")
+        env = _ui_env(settings, SAMPLE_COLLECTION)  # the sidebar switches collections
+        console.print(
+            f"[green bold]Quarry is ready:[/green bold] open [bold]{ui_url(settings)}[/bold] "
+            "(Ctrl-C stops everything)"
+        )
+        _wait_for(start_ui(settings, env))
+    finally:
+        if server is not None:
+            console.print("Stopping vLLM...")
+            server.stop()
+
+
+def _load(overrides: dict[str, Any]) -> QuarrySettings:
+    """Settings from nested CLI overrides (None values dropped); bad values exit 2."""
+    cleaned: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+        if value not in (None, {}):
+            cleaned[key] = value
+    try:
+        return load_settings(**cleaned)
+    except SettingsError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _ui_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
+    """What the page needs to see the same settings as this command (flags included)."""
+    return {
+        "QUARRY_PROFILE": str(settings.profile),
+        "QUARRY_SERVER_HOST": settings.server.host,
+        "QUARRY_SERVER_PORT": str(settings.server.port),
+        "QUARRY_CHAT_UI_PORT": str(settings.chat.ui_port),
+        "QUARRY_INGEST_COLLECTION": collection,
+    }
+
+
+def _wait_for(process: Any) -> None:
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=30)
+        console.print("Chat page stopped.")
+        return
+    if code:
+        raise typer.Exit(code)
 
 
 @model_app.command("prepare")
