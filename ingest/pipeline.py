@@ -232,7 +232,8 @@ class _Run:
             else:
                 fresh.append(item)
         group: list[tuple[_Work, LoadedDocument, list[Chunk]]] = []
-        group_size = self.embedder.batch_size * 8
+        # Large groups let sentence-transformers sort by length and pad little, as in one call.
+        group_size = self.embedder.batch_size * 32
         for item in fresh:
             loaded = self._load(item)
             if loaded is not None:

@@ -126,7 +126,11 @@ class ChromaSettings(Section):
     ssl: bool = False
     path: Path | None = Field(None, description="Embedded store folder (default data_dir/chroma).")
     write_batch_size: int = Field(
-        128, ge=1, le=5000, description="Records per Chroma write (SQLite caps one call)."
+        1000,
+        ge=1,
+        le=5000,
+        description="Most records per Chroma call (SQLite caps one call near 5,461); a "
+        "document that fits in one call is replaced atomically for readers.",
     )
 
 
@@ -152,7 +156,13 @@ class IngestSettings(Section):
     )
     exclude: list[str] = Field(
         default_factory=lambda: [
-            ".git", ".hg", ".svn", ".venv", "node_modules", "__pycache__", ".DS_Store"
+            ".git",
+            ".hg",
+            ".svn",
+            ".venv",
+            "node_modules",
+            "__pycache__",
+            ".DS_Store",
         ],
         description="Globs to skip; a pattern without '/' matches a name at any depth.",
     )
