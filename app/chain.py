@@ -109,6 +109,23 @@ class ChatChain:
         # A small model may answer instead of rewriting: keep the question in the query then.
         return query if 0 < len(query) <= 300 else question
 
+    def messages(
+        self,
+        question: str,
+        history: Sequence[Turn],
+        passages: Sequence[Passage],
+        registry: PassageRegistry,
+    ) -> list[BaseMessage]:
+        """The request, laid out so that each turn's prefix is the previous turn's prefix."""
+        prompt = render(
+            "answer",
+            question=question,
+            passages=[
+                {"number": registry.number(p), "label": p.label, "text": p.text} for p in passages
+            ],
+        )
+        return [SystemMessage(self.system_prompt), *history_messages(history), HumanMessage(prompt)]
+
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[Event]:
         started = time.monotonic()
         query = self.standalone_query(question, history)
@@ -122,18 +139,7 @@ class ChatChain:
             return
 
         registry = PassageRegistry()
-        prompt = render(
-            "answer",
-            question=question,
-            passages=[
-                {"number": registry.number(p), "label": p.label, "text": p.text} for p in passages
-            ],
-        )
-        messages: list[BaseMessage] = [
-            SystemMessage(self.system_prompt),
-            *history_messages(history),
-            HumanMessage(prompt),
-        ]
+        messages = self.messages(question, history, passages, registry)
         answer = Answer("", query, registry.passages)
         text = yield from self._generate(messages, registry, answer, started)
         answer.text, answer.citations = resolve(text, registry.passages)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ingest.cli import bench_app
 from ingest.cli import register as register_ingest
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
@@ -303,6 +304,25 @@ def _wait_for(process: Any) -> None:
         return
     if code:
         raise typer.Exit(code)
+
+
+@bench_app.command("prefix-cache")
+def bench_prefix_cache(
+    profile: ProfileOpt = None,
+    output: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown reports.")] = Path(
+        "reports"
+    ),
+    max_tokens: Annotated[int, typer.Option(help="Tokens generated per turn.")] = 48,
+) -> None:
+    """Prefix-cache hit rate and time to first token over a scripted 8-turn chat, Quarry's
+    request layout against a naive one, each on a freshly started server."""
+    from eval.prefix_cache import markdown_report, run_benchmark, write_reports
+
+    settings = _load({"profile": profile})
+    results = run_benchmark(settings, max_tokens=max_tokens, progress=console.print)
+    console.print(markdown_report(results), markup=False, highlight=False)
+    json_path, md_path = write_reports(results, output)
+    console.print(f"Reports: {json_path}, {md_path}")
 
 
 @model_app.command("prepare")

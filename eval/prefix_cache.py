@@ -1,0 +1,203 @@
+"""Does Quarry's request layout let vLLM reuse earlier turns? A scripted 8-turn conversation.
+
+Two layouts answer the same scripted questions over the same retrieved passages:
+
+- `quarry`: the chain's own layout (a stable system prompt, then append-only history, then
+  passages and the question).
+- `naive`: the common "stuff the context into the system prompt" layout: passages, by score,
+  in the system prompt, followed by the history and the question.
+
+Each layout runs on a freshly started server (a warm cache from the other layout would
+inflate its numbers), and each turn reads vLLM's prefix-cache counters from `/metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from app.chain import ChatChain, Turn, history_messages, stable_order
+from app.launch import SAMPLE_DOCS
+from app.llm import chat_model, discover_model
+from app.retrieval import Passage, Retriever
+from app.tools import PassageRegistry
+from ingest.pipeline import ingest
+from quarry.settings import QuarrySettings
+from serve.launch import start_server
+
+CONVERSATION = [
+    "How do I start Quarry on a fresh machine?",
+    "Which port does the model server listen on, and how do I change it?",
+    "And the chat page, which port does it use?",
+    "How do I require an API key?",
+    "What do the temperature presets mean?",
+    "What happens when the documents do not have the answer?",
+    "Which file formats can I add?",
+    "How do I stop everything?",
+]
+
+
+@dataclass
+class TurnResult:
+    turn: int
+    prompt_tokens: int
+    cached_tokens: int
+    hit_rate: float
+    ttft_s: float
+
+
+Layout = Callable[[ChatChain, str, Sequence[Turn], Sequence[Passage]], list[BaseMessage]]
+
+
+def quarry_layout(
+    chain: ChatChain, question: str, history: Sequence[Turn], passages: Sequence[Passage]
+) -> list[BaseMessage]:
+    return chain.messages(question, history, stable_order(passages), PassageRegistry())
+
+
+def naive_layout(
+    chain: ChatChain, question: str, history: Sequence[Turn], passages: Sequence[Passage]
+) -> list[BaseMessage]:
+    context = "\n\n".join(f"[{i}] {p.label}\n{p.text}" for i, p in enumerate(passages, 1))
+    system = f"{chain.system_prompt}\n\nContext:\n{context}"
+    return [SystemMessage(system), *history_messages(history), HumanMessage(question)]
+
+
+LAYOUTS: dict[str, Layout] = {"quarry": quarry_layout, "naive": naive_layout}
+
+
+def prefix_counters(base_url: str) -> tuple[float, float]:
+    """vLLM's cumulative (queried, hit) prefix-cache token counters."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+
+    def total(name: str) -> float:
+        pattern = rf"^vllm:{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$"
+        return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+    return total("prefix_cache_queries_total"), total("prefix_cache_hits_total")
+
+
+def run_conversation(
+    chain: ChatChain, base_url: str, layout: Layout, max_tokens: int
+) -> list[TurnResult]:
+    history: list[Turn] = []
+    results = []
+    for number, question in enumerate(CONVERSATION, 1):
+        passages = chain.retriever.search(question, chain.settings.top_k)
+        messages = layout(chain, question, history, passages)
+        queried, hits = prefix_counters(base_url)
+        started = time.monotonic()
+        ttft = None
+        text = ""
+        for chunk in chain.llm.stream(messages, max_tokens=max_tokens):
+            if chunk.content and ttft is None:
+                ttft = time.monotonic() - started
+            text += str(chunk.content)
+        queried_after, hits_after = prefix_counters(base_url)
+        prompt_tokens = int(queried_after - queried)
+        cached = int(hits_after - hits)
+        results.append(
+            TurnResult(
+                number,
+                prompt_tokens,
+                cached,
+                cached / prompt_tokens if prompt_tokens else 0.0,
+                ttft if ttft is not None else time.monotonic() - started,
+            )
+        )
+        history += [Turn("user", question), Turn("assistant", text)]
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_benchmark(
+    settings: QuarrySettings, max_tokens: int = 48, progress: Callable[[str], None] = print
+) -> dict[str, list[TurnResult]]:
+    """Both layouts, each on its own freshly started server; the sample docs as collection."""
+    data_dir = Path(tempfile.mkdtemp(prefix="quarry-prefix-bench-"))
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    progress(f"Ingesting the sample documents into {data_dir} ...")
+    ingest([SAMPLE_DOCS], settings)
+    retriever = Retriever.from_settings(settings, settings.ingest.collection)
+    results: dict[str, list[TurnResult]] = {}
+    for name, layout in LAYOUTS.items():
+        port = free_port()
+        run_settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update={"port": port})}
+        )
+        progress(f"Starting a fresh vLLM server for the {name!r} layout on port {port} ...")
+        server = start_server(run_settings)
+        try:
+            llm = chat_model(run_settings, discover_model(run_settings), temperature=0)
+            chain = ChatChain(llm, retriever, run_settings.chat)
+            results[name] = run_conversation(
+                chain, run_settings.server.base_url, layout, max_tokens
+            )
+        finally:
+            server.stop()
+    return results
+
+
+def summary(results: dict[str, list[TurnResult]]) -> dict[str, float]:
+    def overall(rows: list[TurnResult]) -> float:
+        return sum(r.cached_tokens for r in rows) / max(sum(r.prompt_tokens for r in rows), 1)
+
+    def mean_ttft(rows: list[TurnResult]) -> float:
+        later = rows[1:]  # turn 1 has nothing to reuse in either layout
+        return sum(r.ttft_s for r in later) / len(later)
+
+    quarry, naive = results["quarry"], results["naive"]
+    return {
+        "hit_rate_quarry": overall(quarry),
+        "hit_rate_naive": overall(naive),
+        "mean_ttft_turns_2_8_quarry_s": mean_ttft(quarry),
+        "mean_ttft_turns_2_8_naive_s": mean_ttft(naive),
+        "ttft_ratio_naive_over_quarry": mean_ttft(naive) / mean_ttft(quarry),
+    }
+
+
+def markdown_report(results: dict[str, list[TurnResult]]) -> str:
+    lines = [
+        "| turn | prompt tokens (quarry) | hit rate (quarry) | TTFT s (quarry) "
+        "| prompt tokens (naive) | hit rate (naive) | TTFT s (naive) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for q, n in zip(results["quarry"], results["naive"], strict=True):
+        lines.append(
+            f"| {q.turn} | {q.prompt_tokens} | {q.hit_rate:.0%} | {q.ttft_s:.3f} "
+            f"| {n.prompt_tokens} | {n.hit_rate:.0%} | {n.ttft_s:.3f} |"
+        )
+    s = summary(results)
+    lines += [
+        "",
+        f"Overall prefix-cache hit rate: quarry {s['hit_rate_quarry']:.1%}, "
+        f"naive {s['hit_rate_naive']:.1%}.",
+        f"Mean time to first token, turns 2-8: quarry {s['mean_ttft_turns_2_8_quarry_s']:.3f} s, "
+        f"naive {s['mean_ttft_turns_2_8_naive_s']:.3f} s "
+        f"(naive / quarry = {s['ttft_ratio_naive_over_quarry']:.2f}).",
+    ]
+    return "\n".join(lines)
+
+
+def write_reports(results: dict[str, list[TurnResult]], output: Path) -> tuple[Path, Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    data = {name: [asdict(r) for r in rows] for name, rows in results.items()}
+    json_path = output / "prefix-cache.json"
+    json_path.write_text(json.dumps({"turns": data, "summary": summary(results)}, indent=2))
+    md_path = output / "prefix-cache.md"
+    md_path.write_text("# Prefix-cache benchmark\n\n" + markdown_report(results) + "\n")
+    return json_path, md_path

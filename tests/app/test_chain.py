@@ -1,0 +1,70 @@
+"""The chat chain end to end: real vLLM server, real Chroma, real embeddings."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.chain import Answer, ChatChain, Status, Token, Turn
+from app.llm import chat_model, discover_model, server_status
+from app.retrieval import Retriever
+from quarry.settings import load_settings
+from tests.conftest import RunningServer
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def chain(vllm_server: RunningServer, sample_retriever: Retriever) -> ChatChain:
+    settings = vllm_server.settings
+    llm = chat_model(settings, discover_model(settings), temperature=0, max_tokens=96)
+    return ChatChain(llm, sample_retriever, settings.chat, collection="sample-docs")
+
+
+def _run(chain: ChatChain, question: str, history: list[Turn] | None = None):
+    events = list(chain.stream(question, history or []))
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    return events, answer
+
+
+def test_server_status_and_model_discovery(vllm_server: RunningServer) -> None:
+    status = server_status(vllm_server.settings)
+    assert status.healthy and status.models == ("SmolLM2-135M-Instruct",)
+    assert discover_model(vllm_server.settings) == "SmolLM2-135M-Instruct"
+
+
+def test_status_of_a_server_that_is_not_there() -> None:
+    status = server_status(load_settings(profile="cpu", server={"port": 9}))
+    assert not status.healthy
+    assert "No model server answers at http://127.0.0.1:9" in status.error
+
+
+def test_an_answer_streams_and_cites_only_retrieved_passages(chain: ChatChain) -> None:
+    events, answer = _run(chain, "How do I change the port of the model server?")
+    tokens = [e.text for e in events if isinstance(e, Token)]
+    assert len(tokens) > 3
+    assert not answer.refused
+    assert "configuration.md" in {p.source for p in answer.passages}
+    assert all(1 <= c.number <= len(answer.passages) for c in answer.citations)
+    assert answer.ttft_s is not None and 0 < answer.ttft_s < answer.seconds
+    assert answer.output_tokens > 3 and answer.tokens_per_s
+    assert answer.text.strip()
+
+
+def test_a_question_the_documents_cannot_answer_is_refused(chain: ChatChain) -> None:
+    events, answer = _run(chain, "What is the boiling point of tungsten?")
+    assert answer.refused and answer.passages == [] and answer.citations == []
+    assert "couldn't find this in your documents" in "".join(
+        e.text for e in events if isinstance(e, Token)
+    )
+
+
+def test_a_follow_up_is_rewritten_with_the_conversation(chain: ChatChain) -> None:
+    history = [
+        Turn("user", "How do I change the port of the model server?"),
+        Turn("assistant", "Use --port or QUARRY_SERVER_PORT [1]."),
+    ]
+    events, answer = _run(chain, "And the chat page?", history)
+    assert answer.query != "And the chat page?"
+    assert any(isinstance(e, Status) and e.text.startswith("Searching for:") for e in events)
+    assert answer.passages  # the rewritten query still finds the documents
