@@ -1,9 +1,11 @@
 """The chat chain: rewrite the question, retrieve, answer with citations, streaming.
 
 Requests are laid out for vLLM's prefix cache: the system prompt is the same for every
-request; past turns are kept as plain question and answer, append-only; the passages and
-the question come last, and passages are ordered by document and position (not by score),
-so the same passages retrieved again give the same text.
+request; past turns are replayed exactly as they were sent (question, passages, answer), so
+each request begins with the whole previous request; passages are ordered by document and
+position (not by score), so the same passages retrieved again give the same text. When a
+request would not fit the model, the oldest turns go first, then the lowest-ranked passages,
+and the answer says what was left out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from langchain_core.messages import (
 )
 from langchain_openai import ChatOpenAI
 
+from app.budget import ContextTooLongError, TokenCounter
 from app.citations import Citation, resolve
 from app.prompts import render
 from app.retrieval import Passage, Retriever
@@ -32,8 +35,12 @@ from quarry.settings import ChatSettings
 
 @dataclass(frozen=True)
 class Turn:
+    """One message of the conversation. `sent` is what the model saw for a user turn (the
+    question with its passages); replaying it keeps the prompt prefix identical."""
+
     role: Literal["user", "assistant"]
     content: str
+    sent: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,14 @@ class Answer:
     output_tokens: int = 0
     seconds: float = 0.0
     tool_calls: int = 0
+    prompt: str = ""  # the user message as sent, for `Turn.sent`
+    prompt_tokens: int = 0
+    dropped_turns: int = 0  # history left out to fit the model's length
+    dropped_passages: list[Passage] = field(default_factory=list)
+
+    def turns(self, question: str) -> list[Turn]:
+        """The two turns to append to the history after this answer."""
+        return [Turn("user", question, sent=self.prompt), Turn("assistant", self.text)]
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -90,11 +105,13 @@ class ChatChain:
         retriever: Retriever,
         settings: ChatSettings,
         *,
+        counter: TokenCounter | None = None,
         collection: str = "",
     ) -> None:
         self.llm = llm
         self.retriever = retriever
         self.settings = settings
+        self.counter = counter
         self.collection = collection
         self.system_prompt = render("system")
 
@@ -131,21 +148,53 @@ class ChatChain:
         query = self.standalone_query(question, history)
         if query != question:
             yield Status(f"Searching for: {query}")
-        passages = stable_order(self.retriever.search(query, self.settings.top_k))
+        passages = self.retriever.search(query, self.settings.top_k)
         if not passages and not self.settings.use_tools:
             text = render("no_answer", collection=self.collection)
             yield Token(text)
             yield Answer(text, query, [], refused=True, seconds=time.monotonic() - started)
             return
 
-        registry = PassageRegistry()
-        messages = self.messages(question, history, passages, registry)
-        answer = Answer("", query, registry.passages)
+        answer = Answer("", query, [])
+        messages, registry = self._fit(question, list(history), passages, answer)
+        if answer.dropped_turns or answer.dropped_passages:
+            yield Status(
+                f"Left out to fit the model: {answer.dropped_turns} earlier turn(s), "
+                f"{len(answer.dropped_passages)} passage(s)"
+            )
         text = yield from self._generate(messages, registry, answer, started)
         answer.text, answer.citations = resolve(text, registry.passages)
         answer.passages = registry.passages
         answer.seconds = time.monotonic() - started
         yield answer
+
+    def _fit(
+        self, question: str, history: list[Turn], passages: list[Passage], answer: Answer
+    ) -> tuple[list[BaseMessage], PassageRegistry]:
+        """The request, shortened until it leaves room for the answer: oldest turns first,
+        then the lowest-ranked passages. Never truncated silently by the server."""
+        by_rank = sorted(passages, key=lambda p: p.score)  # the first to go is the weakest
+        while True:
+            registry = PassageRegistry()
+            messages = self.messages(question, history, stable_order(by_rank), registry)
+            answer.prompt = str(messages[-1].content)
+            if self.counter is None:
+                return messages, registry
+            count = self.counter.count(messages)
+            answer.prompt_tokens = count.tokens
+            if count.tokens + self.settings.max_tokens <= count.max_model_len:
+                return messages, registry
+            if history:
+                history = history[2:]  # one question and its answer
+                answer.dropped_turns += 1
+            elif len(by_rank) > 1:
+                answer.dropped_passages.append(by_rank.pop(0))
+            else:
+                raise ContextTooLongError(
+                    f"The question needs {count.tokens:,} tokens with one passage, and the model "
+                    f"takes {count.max_model_len:,} including {self.settings.max_tokens:,} for "
+                    "the answer. Ask a shorter question or lower the answer length."
+                )
 
     def _generate(
         self,

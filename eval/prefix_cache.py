@@ -2,8 +2,8 @@
 
 Two layouts answer the same scripted questions over the same retrieved passages:
 
-- `quarry`: the chain's own layout (a stable system prompt, then append-only history, then
-  passages and the question).
+- `quarry`: the chain's own layout (a stable system prompt, then the earlier turns exactly as
+  they were sent, then the question with its passages).
 - `naive`: the common "stuff the context into the system prompt" layout: passages, by score,
   in the system prompt, followed by the history and the question.
 
@@ -114,7 +114,8 @@ def run_conversation(
                 ttft if ttft is not None else time.monotonic() - started,
             )
         )
-        history += [Turn("user", question), Turn("assistant", text)]
+        # Each layout replays its turns as it sent them (for naive: the bare question).
+        history += [Turn("user", question, sent=str(messages[-1].content)), Turn("assistant", text)]
     return results
 
 

@@ -31,15 +31,13 @@ ModelOpt = Annotated[
     str | None, typer.Option("--model", help="sentence-transformers model name or path.")
 ]
 
-bench_app = typer.Typer(help="Measure Quarry's throughput.", no_args_is_help=True)
 
-
-def register(app: typer.Typer) -> None:
-    """Add `ingest`, `collections`, `forget` and the `bench` group (`bench ingest`) to `app`."""
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add `ingest`, `collections` and `forget` to `app`, and `ingest` to its `bench` group."""
     app.command("ingest")(ingest_command)
     app.command("collections")(collections_command)
     app.command("forget")(forget_command)
-    app.add_typer(bench_app, name="bench")
+    bench_app.command("ingest")(bench_ingest_command)
 
 
 def _settings(
@@ -152,8 +150,11 @@ def _progress() -> Iterator[Any]:
         def update(event: Any) -> None:
             rate = event.chunks_written / event.seconds if event.seconds > 0 else 0.0
             progress.update(
-                task, total=event.files_total, completed=event.files_done,
-                chunks=event.chunks_written, rate=rate,
+                task,
+                total=event.files_total,
+                completed=event.files_done,
+                chunks=event.chunks_written,
+                rate=rate,
             )
 
         yield update
@@ -201,8 +202,11 @@ def collections_command(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"], str(row["documents"]), str(row["chunks"]),
-            row["embedding_model"], row["updated_at"] or "-",
+            row["name"],
+            str(row["documents"]),
+            str(row["chunks"]),
+            row["embedding_model"],
+            row["updated_at"] or "-",
         )
     console.print(table)
 
@@ -233,7 +237,8 @@ def forget_command(
                 return
             targets = [p.absolute() for p in paths]
             doomed = [
-                r for r in store.documents().values()
+                r
+                for r in store.documents().values()
                 if any(r.path == t or t in r.path.parents for t in targets)
             ]
             if not doomed:
@@ -252,7 +257,6 @@ def _confirm(yes: bool, what: str) -> None:
         raise _fail("Nothing removed.", 1)
 
 
-@bench_app.command("ingest")
 def bench_ingest_command(
     path: Annotated[Path, typer.Argument(help="A folder of documents.", exists=True)],
     limit: Annotated[

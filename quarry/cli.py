@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ingest.cli import bench_app
 from ingest.cli import register as register_ingest
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
@@ -21,8 +20,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 model_app = typer.Typer(help="Manage the model Quarry serves.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print numbers beside a baseline.", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
-register_ingest(app)
+app.add_typer(bench_app, name="bench")
+register_ingest(app, bench_app)
 
 console = Console()
 err_console = Console(stderr=True)

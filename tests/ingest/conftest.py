@@ -80,23 +80,6 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The offline all-MiniLM-L6-v2, loaded once for the whole session."""
-    model = Embedder("sentence-transformers/all-MiniLM-L6-v2", batch_size=32)
-    model.encode(["warm"])
-    return model
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No user config or QUARRY_* variables leak into a test."""
-    for name in list(os.environ):
-        if name.startswith("QUARRY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
 @pytest.fixture(params=["embedded", "server"])
 def chroma_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)

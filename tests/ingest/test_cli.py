@@ -10,8 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from ingest import pipeline
-from ingest.cli import register
 from ingest.embedding import Embedder
+from quarry.cli import app as quarry_app
 from quarry.settings import QuarrySettings
 from tests.ingest.conftest import write_corpus
 
@@ -35,9 +35,7 @@ def app(
         return embedder if conf.model == embedder.name else real(conf)
 
     monkeypatch.setattr(pipeline.Embedder, "from_settings", shared)
-    application = typer.Typer()
-    register(application)
-    return application
+    return quarry_app
 
 
 runner = CliRunner()

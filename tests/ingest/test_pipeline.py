@@ -277,9 +277,7 @@ def test_interrupted_write_is_completed_or_undone_next_run(
     assert len(pending) == 1  # the interrupted document is detectable...
     assert len(_chunks(store, source=pending[0].source)) >= pending[0].prev_chunks  # ...old whole
     report = run(docs)
-    assert report.recovered == [
-        ("kitchen.md", "interrupted write rolled back to the old version")
-    ]
+    assert report.recovered == [("kitchen.md", "interrupted write rolled back to the old version")]
     assert_consistent(store)
     assert _chunks(store, source="notes.txt") != old_notes
     texts = " ".join(store.chunks_collection().get(include=["documents"])["documents"])

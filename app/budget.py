@@ -1,0 +1,44 @@
+"""Count a request's tokens with the served model's own tokenizer and chat template.
+
+vLLM's `/tokenize` endpoint applies the same chat template as `/v1/chat/completions`, so the
+count is exact, and it returns the server's `max_model_len` with it. The chain uses this to
+make every request fit, leaving room for the answer, instead of letting the server refuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from langchain_core.messages import BaseMessage
+
+ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+class ContextTooLongError(ValueError):
+    """Even without history and with a single passage the request does not fit."""
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    tokens: int
+    max_model_len: int
+
+
+class TokenCounter:
+    def __init__(self, base_url: str, model: str, api_key: str | None = None) -> None:
+        self.url = f"{base_url}/tokenize"
+        self.model = model
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def count(self, messages: Sequence[BaseMessage]) -> TokenCount:
+        payload = {
+            "model": self.model,
+            "messages": [{"role": ROLES[m.type], "content": str(m.content)} for m in messages],
+            "add_generation_prompt": True,
+        }
+        response = httpx.post(self.url, json=payload, headers=self.headers, timeout=30)
+        response.raise_for_status()
+        data = response.json()
+        return TokenCount(int(data["count"]), int(data["max_model_len"]))
