@@ -1,11 +1,13 @@
 """The chat chain: rewrite the question, retrieve, answer with citations, streaming.
 
 Requests are laid out for vLLM's prefix cache: the system prompt is the same for every
-request; past turns are replayed exactly as they were sent (question, passages, answer), so
-each request begins with the whole previous request; passages are ordered by document and
-position (not by score), so the same passages retrieved again give the same text. When a
-request would not fit the model, the oldest turns go first, then the lowest-ranked passages,
-and the answer says what was left out.
+request; past turns follow as plain question and answer, append-only, so each request
+begins with the previous one's system prompt and history; the question and its passages
+come last, ordered by document and position (not by score), so the same passages retrieved
+again give the same text. Replaying earlier turns with their passages reuses more of the
+cache but made every turn slower to start on the CPU (docs/decisions.md). When a request
+would not fit the model, the oldest turns go first, then the lowest-ranked passages, and
+the answer says what was left out.
 """
 
 from __future__ import annotations
@@ -35,12 +37,8 @@ from quarry.settings import ChatSettings
 
 @dataclass(frozen=True)
 class Turn:
-    """One message of the conversation. `sent` is what the model saw for a user turn (the
-    question with its passages); replaying it keeps the prompt prefix identical."""
-
     role: Literal["user", "assistant"]
     content: str
-    sent: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,14 +68,13 @@ class Answer:
     output_tokens: int = 0
     seconds: float = 0.0
     tool_calls: int = 0
-    prompt: str = ""  # the user message as sent, for `Turn.sent`
     prompt_tokens: int = 0
     dropped_turns: int = 0  # history left out to fit the model's length
     dropped_passages: list[Passage] = field(default_factory=list)
 
     def turns(self, question: str) -> list[Turn]:
         """The two turns to append to the history after this answer."""
-        return [Turn("user", question, sent=self.prompt), Turn("assistant", self.text)]
+        return [Turn("user", question), Turn("assistant", self.text)]
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -177,7 +174,6 @@ class ChatChain:
         while True:
             registry = PassageRegistry()
             messages = self.messages(question, history, stable_order(by_rank), registry)
-            answer.prompt = str(messages[-1].content)
             if self.counter is None:
                 return messages, registry
             count = self.counter.count(messages)

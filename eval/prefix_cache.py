@@ -1,9 +1,11 @@
 """Does Quarry's request layout let vLLM reuse earlier turns? A scripted 8-turn conversation.
 
-Two layouts answer the same scripted questions over the same retrieved passages:
+Three layouts answer the same scripted questions over the same retrieved passages:
 
-- `quarry`: the chain's own layout (a stable system prompt, then the earlier turns exactly as
-  they were sent, then the question with its passages).
+- `quarry`: the chain's own layout (a stable system prompt, then earlier turns as plain
+  question and answer, then the question with its passages in document order).
+- `replay`: like `quarry`, but earlier turns are replayed exactly as sent, passages included,
+  so each request starts with the whole previous request (the most cache reuse possible).
 - `naive`: the common "stuff the context into the system prompt" layout: passages, by score,
   in the system prompt, followed by the history and the question.
 
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from app.chain import ChatChain, Turn, history_messages, stable_order
 from app.launch import SAMPLE_DOCS
@@ -55,24 +57,49 @@ class TurnResult:
     ttft_s: float
 
 
-Layout = Callable[[ChatChain, str, Sequence[Turn], Sequence[Passage]], list[BaseMessage]]
+@dataclass(frozen=True)
+class PastTurn:
+    question: str
+    sent: list[BaseMessage]  # the request's last message, as this layout sent it
+    answer: str
+
+
+Layout = Callable[[ChatChain, str, Sequence[PastTurn], Sequence[Passage]], list[BaseMessage]]
+
+
+def plain_turns(history: Sequence[PastTurn]) -> list[Turn]:
+    return [
+        t for past in history for t in (Turn("user", past.question), Turn("assistant", past.answer))
+    ]
 
 
 def quarry_layout(
-    chain: ChatChain, question: str, history: Sequence[Turn], passages: Sequence[Passage]
+    chain: ChatChain, question: str, history: Sequence[PastTurn], passages: Sequence[Passage]
 ) -> list[BaseMessage]:
-    return chain.messages(question, history, stable_order(passages), PassageRegistry())
+    return chain.messages(question, plain_turns(history), stable_order(passages), PassageRegistry())
+
+
+def replay_layout(
+    chain: ChatChain, question: str, history: Sequence[PastTurn], passages: Sequence[Passage]
+) -> list[BaseMessage]:
+    current = quarry_layout(chain, question, [], passages)
+    replayed = [m for past in history for m in (*past.sent, AIMessage(past.answer))]
+    return [current[0], *replayed, *current[1:]]
 
 
 def naive_layout(
-    chain: ChatChain, question: str, history: Sequence[Turn], passages: Sequence[Passage]
+    chain: ChatChain, question: str, history: Sequence[PastTurn], passages: Sequence[Passage]
 ) -> list[BaseMessage]:
     context = "\n\n".join(f"[{i}] {p.label}\n{p.text}" for i, p in enumerate(passages, 1))
     system = f"{chain.system_prompt}\n\nContext:\n{context}"
-    return [SystemMessage(system), *history_messages(history), HumanMessage(question)]
+    return [SystemMessage(system), *history_messages(plain_turns(history)), HumanMessage(question)]
 
 
-LAYOUTS: dict[str, Layout] = {"quarry": quarry_layout, "naive": naive_layout}
+LAYOUTS: dict[str, Layout] = {
+    "quarry": quarry_layout,
+    "replay": replay_layout,
+    "naive": naive_layout,
+}
 
 
 def prefix_counters(base_url: str) -> tuple[float, float]:
@@ -89,7 +116,7 @@ def prefix_counters(base_url: str) -> tuple[float, float]:
 def run_conversation(
     chain: ChatChain, base_url: str, layout: Layout, max_tokens: int
 ) -> list[TurnResult]:
-    history: list[Turn] = []
+    history: list[PastTurn] = []
     results = []
     for number, question in enumerate(CONVERSATION, 1):
         passages = chain.retriever.search(question, chain.settings.top_k)
@@ -114,8 +141,7 @@ def run_conversation(
                 ttft if ttft is not None else time.monotonic() - started,
             )
         )
-        # Each layout replays its turns as it sent them (for naive: the bare question).
-        history += [Turn("user", question, sent=str(messages[-1].content)), Turn("assistant", text)]
+        history.append(PastTurn(question, messages[-1:], text))
     return results
 
 
@@ -153,44 +179,48 @@ def run_benchmark(
     return results
 
 
-def summary(results: dict[str, list[TurnResult]]) -> dict[str, float]:
-    def overall(rows: list[TurnResult]) -> float:
-        return sum(r.cached_tokens for r in rows) / max(sum(r.prompt_tokens for r in rows), 1)
+BASELINE = "naive"
+
+
+def summary(results: dict[str, list[TurnResult]]) -> dict[str, dict[str, float]]:
+    """Per layout: overall hit rate, mean TTFT of turns 2-8, and that TTFT over the baseline's."""
 
     def mean_ttft(rows: list[TurnResult]) -> float:
-        later = rows[1:]  # turn 1 has nothing to reuse in either layout
+        later = rows[1:]  # turn 1 has nothing to reuse in any layout
         return sum(r.ttft_s for r in later) / len(later)
 
-    quarry, naive = results["quarry"], results["naive"]
+    baseline = mean_ttft(results[BASELINE])
     return {
-        "hit_rate_quarry": overall(quarry),
-        "hit_rate_naive": overall(naive),
-        "mean_ttft_turns_2_8_quarry_s": mean_ttft(quarry),
-        "mean_ttft_turns_2_8_naive_s": mean_ttft(naive),
-        "ttft_ratio_naive_over_quarry": mean_ttft(naive) / mean_ttft(quarry),
+        name: {
+            "hit_rate": sum(r.cached_tokens for r in rows)
+            / max(sum(r.prompt_tokens for r in rows), 1),
+            "mean_ttft_turns_2_8_s": mean_ttft(rows),
+            "ttft_vs_naive": mean_ttft(rows) / baseline,
+        }
+        for name, rows in results.items()
     }
 
 
 def markdown_report(results: dict[str, list[TurnResult]]) -> str:
-    lines = [
-        "| turn | prompt tokens (quarry) | hit rate (quarry) | TTFT s (quarry) "
-        "| prompt tokens (naive) | hit rate (naive) | TTFT s (naive) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for q, n in zip(results["quarry"], results["naive"], strict=True):
-        lines.append(
-            f"| {q.turn} | {q.prompt_tokens} | {q.hit_rate:.0%} | {q.ttft_s:.3f} "
-            f"| {n.prompt_tokens} | {n.hit_rate:.0%} | {n.ttft_s:.3f} |"
+    names = list(results)
+    header = " | ".join(f"tokens / hit / TTFT s ({n})" for n in names)
+    lines = [f"| turn | {header} |", "|---:|" + "---:|" * len(names)]
+    for turn in range(len(CONVERSATION)):
+        cells = " | ".join(
+            f"{r.prompt_tokens} / {r.hit_rate:.0%} / {r.ttft_s:.3f}"
+            for r in (results[n][turn] for n in names)
         )
-    s = summary(results)
+        lines.append(f"| {turn + 1} | {cells} |")
     lines += [
         "",
-        f"Overall prefix-cache hit rate: quarry {s['hit_rate_quarry']:.1%}, "
-        f"naive {s['hit_rate_naive']:.1%}.",
-        f"Mean time to first token, turns 2-8: quarry {s['mean_ttft_turns_2_8_quarry_s']:.3f} s, "
-        f"naive {s['mean_ttft_turns_2_8_naive_s']:.3f} s "
-        f"(naive / quarry = {s['ttft_ratio_naive_over_quarry']:.2f}).",
+        "| layout | hit rate | mean TTFT, turns 2-8 | TTFT vs naive |",
+        "|---|---:|---:|---:|",
     ]
+    for name, row in summary(results).items():
+        lines.append(
+            f"| {name} | {row['hit_rate']:.1%} | {row['mean_ttft_turns_2_8_s']:.3f} s "
+            f"| {row['ttft_vs_naive']:.2f}x |"
+        )
     return "\n".join(lines)
 
 

@@ -68,7 +68,9 @@ def bench_ingest(path: Path, settings: QuarrySettings, *, limit: int | None) -> 
             texts = store.chunks_collection().get(include=["documents"])["documents"]
             started = time.monotonic()
             embedder.model.encode(
-                texts, batch_size=embedder.batch_size, normalize_embeddings=True,
+                texts,
+                batch_size=embedder.batch_size,
+                normalize_embeddings=True,
                 show_progress_bar=False,
             )
             encode_s = time.monotonic() - started

@@ -173,7 +173,6 @@ def _heading_level(style: str) -> int:
 
 def load_pdf(path: Path, data: bytes) -> LoadedDocument:
     """Text per page (1-based page numbers); encrypted, corrupt and image-only PDFs fail."""
-    from langchain_community.document_loaders import PyPDFLoader
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
@@ -181,7 +180,7 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
         reader = PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError("encrypted PDF (needs a password)")
-        pages = PyPDFLoader(str(path), mode="page").load()
+        pages = [page.extract_text() or "" for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or ""
     except LoadError:
         raise
@@ -189,11 +188,7 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
         raise LoadError("encrypted PDF (needs a password)") from None
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise LoadError(f"corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from None
-    blocks = [
-        TextBlock(page.page_content, page=int(page.metadata.get("page", i)) + 1)
-        for i, page in enumerate(pages)
-        if page.page_content.strip()
-    ]
+    blocks = [TextBlock(text, page=number) for number, text in enumerate(pages, 1) if text.strip()]
     if not blocks:
         raise LoadError("no extractable text (a scanned, image-only PDF?)")
     return LoadedDocument(title=str(title).strip() or path.stem, markup="plain", blocks=blocks)

@@ -96,7 +96,8 @@ class _Run:
             )
         self.splitter = TokenSplitter(self.embedder.tokenizer, conf.chunk_size, conf.chunk_overlap)
         self.store = st.Store(
-            client or st.open_client(settings), conf.collection,
+            client or st.open_client(settings),
+            conf.collection,
             batch=settings.chroma.write_batch_size,
         )
         try:
@@ -274,7 +275,10 @@ class _Run:
             record = self._record(item, document.title, len(chunks))
             metadatas = [self._metadata(record, item, document, chunk) for chunk in chunks]
             self.store.write(
-                record, item.previous, texts=[c.text for c in chunks], embeddings=own,
+                record,
+                item.previous,
+                texts=[c.text for c in chunks],
+                embeddings=own,
                 metadatas=metadatas,
             )
             self._stored(item, len(chunks), "; ".join(document.notes))
@@ -289,7 +293,10 @@ class _Run:
             for meta in stored["metadatas"]
         ]
         self.store.write(
-            record, item.previous, texts=stored["documents"], embeddings=stored["embeddings"],
+            record,
+            item.previous,
+            texts=stored["documents"],
+            embeddings=stored["embeddings"],
             metadatas=metadatas,
         )
         self.store.remove(source)
@@ -340,7 +347,9 @@ class _Run:
         if self.on_progress:
             self.on_progress(
                 Progress(
-                    self.files_done, self.files_total, self.report.chunks_written,
+                    self.files_done,
+                    self.files_total,
+                    self.report.chunks_written,
                     time.monotonic() - self.started,
                 )
             )

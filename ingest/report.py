@@ -49,8 +49,9 @@ class IngestReport:
         parts = [f"{counts[s]} {s}" for s in ORDER if counts[s] or s in ("added", "unchanged")]
         verb = "would be" if self.dry_run else "written"
         tail = (
-            "" if self.dry_run else
-            f"; {self.chunks_written} chunks {verb} in {self.seconds:.1f} s "
+            ""
+            if self.dry_run
+            else f"; {self.chunks_written} chunks {verb} in {self.seconds:.1f} s "
             f"({self.chunks_per_second:.1f} chunks/s)"
         )
         return f"{self.collection}: " + ", ".join(parts) + tail

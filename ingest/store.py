@@ -356,9 +356,15 @@ class Store:
                 # Back to the old version; size -1 makes the next scan re-check the file.
                 self._put(
                     replace(
-                        record, state="ok", version=record.prev_version,
-                        chunks=record.prev_chunks, doc_hash=record.prev_hash, size=-1,
-                        prev_version="", prev_chunks=0, prev_hash="",
+                        record,
+                        state="ok",
+                        version=record.prev_version,
+                        chunks=record.prev_chunks,
+                        doc_hash=record.prev_hash,
+                        size=-1,
+                        prev_version="",
+                        prev_chunks=0,
+                        prev_hash="",
                     )
                 )
                 done.append((record.source, "interrupted write rolled back to the old version"))

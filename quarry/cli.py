@@ -323,7 +323,7 @@ def bench_prefix_cache(
 
     settings = _load({"profile": profile})
     results = run_benchmark(settings, max_tokens=max_tokens, progress=console.print)
-    console.print(markdown_report(results), markup=False, highlight=False)
+    console.print(markdown_report(results), markup=False, highlight=False, soft_wrap=True)
     json_path, md_path = write_reports(results, output)
     console.print(f"Reports: {json_path}, {md_path}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.budget import ContextTooLongError, TokenCounter
 from app.chain import Answer, ChatChain, Status, Token, Turn
 from app.llm import chat_model, discover_model, server_status
 from app.retrieval import Retriever
@@ -16,8 +17,12 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def chain(vllm_server: RunningServer, sample_retriever: Retriever) -> ChatChain:
     settings = vllm_server.settings
-    llm = chat_model(settings, discover_model(settings), temperature=0, max_tokens=96)
-    return ChatChain(llm, sample_retriever, settings.chat, collection="sample-docs")
+    model = discover_model(settings)
+    llm = chat_model(settings, model, temperature=0, max_tokens=settings.chat.max_tokens)
+    counter = TokenCounter(settings.server.base_url, model)
+    return ChatChain(
+        llm, sample_retriever, settings.chat, counter=counter, collection="sample-docs"
+    )
 
 
 def _run(chain: ChatChain, question: str, history: list[Turn] | None = None):
@@ -68,3 +73,21 @@ def test_a_follow_up_is_rewritten_with_the_conversation(chain: ChatChain) -> Non
     assert answer.query != "And the chat page?"
     assert any(isinstance(e, Status) and e.text.startswith("Searching for:") for e in events)
     assert answer.passages  # the rewritten query still finds the documents
+
+
+def test_old_turns_are_left_out_when_the_request_would_not_fit(chain: ChatChain) -> None:
+    filler = "The quarry ships granite to the harbour every Tuesday. " * 40  # ~480 tokens
+    history = []
+    for i in range(6):
+        history += [Turn("user", f"Question {i}? {filler}"), Turn("assistant", f"Answer {i}.")]
+    events, answer = _run(chain, "How do I change the port of the model server?", history)
+    assert answer.dropped_turns >= 2
+    assert answer.prompt_tokens + chain.settings.max_tokens <= 2048  # the test server's length
+    assert any(isinstance(e, Status) and e.text.startswith("Left out to fit") for e in events)
+    assert answer.text.strip()  # the server answered instead of refusing the request
+
+
+def test_a_question_too_long_for_the_model_is_a_clear_error(chain: ChatChain) -> None:
+    question = "Why is the port of the model server 8000? " * 300  # ~3,000 tokens
+    with pytest.raises(ContextTooLongError, match=r"The question needs [\d,]+ tokens"):
+        list(chain.stream(question))

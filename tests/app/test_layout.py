@@ -1,0 +1,45 @@
+"""The request layout that lets vLLM's prefix cache reuse earlier turns."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
+
+from app.chain import ChatChain, Turn, stable_order
+from app.retrieval import Retriever
+from app.tools import PassageRegistry
+from quarry.settings import QuarrySettings
+
+
+def _chain(retriever: Retriever, settings: QuarrySettings) -> ChatChain:
+    # The model is not called here: only the messages the chain would send are inspected.
+    llm = ChatOpenAI(base_url="http://127.0.0.1:9/v1", api_key="unused", model="unused")
+    return ChatChain(llm, retriever, settings.chat)
+
+
+def test_each_request_starts_with_the_previous_requests_prefix(
+    sample_retriever: Retriever, sample_settings: QuarrySettings
+) -> None:
+    chain = _chain(sample_retriever, sample_settings)
+    first_q, second_q = "How do I stop Quarry?", "Which port does the chat page use?"
+    first = chain.messages(
+        first_q, [], stable_order(sample_retriever.search(first_q, 4)), PassageRegistry()
+    )
+    history = [Turn("user", first_q), Turn("assistant", "Press Ctrl-C [1].")]
+    second = chain.messages(
+        second_q, history, stable_order(sample_retriever.search(second_q, 4)), PassageRegistry()
+    )
+    assert isinstance(second[0], SystemMessage) and second[0].content == first[0].content
+    assert second[1:3] == [HumanMessage(first_q), AIMessage("Press Ctrl-C [1].")]
+    assert isinstance(second[-1], HumanMessage)
+    assert str(second[-1].content).startswith(f"Question: {second_q}")
+
+
+def test_the_same_passages_render_the_same_text_whatever_their_scores(
+    sample_retriever: Retriever, sample_settings: QuarrySettings
+) -> None:
+    chain = _chain(sample_retriever, sample_settings)
+    passages = sample_retriever.search("ports of the server and the chat page", 4)
+    by_score = chain.messages("q", [], stable_order(passages), PassageRegistry())
+    reversed_ = chain.messages("q", [], stable_order(passages[::-1]), PassageRegistry())
+    assert by_score[-1].content == reversed_[-1].content
