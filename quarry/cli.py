@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from eval.cli import register as register_eval
 from ingest.cli import register as register_ingest
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
@@ -26,6 +27,7 @@ bench_app = typer.Typer(
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 register_ingest(app, bench_app)
+register_eval(app)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from app.retrieval import Retriever
 from ingest.embedding import Embedder
+from ingest.pipeline import ingest
 from quarry.settings import QuarrySettings, load_settings
 
 SERVER_START_TIMEOUT_S = 600
@@ -50,6 +52,25 @@ def embedder() -> Embedder:
     model = Embedder("sentence-transformers/all-MiniLM-L6-v2", batch_size=32)
     model.encode(["warm"])
     return model
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SAMPLE = "sample-docs"
+
+
+@pytest.fixture(scope="session")
+def sample_settings(tmp_path_factory: pytest.TempPathFactory) -> QuarrySettings:
+    """Settings whose data folder holds the sample collection: the project's own docs/."""
+    return load_settings(
+        profile="cpu", data_dir=tmp_path_factory.mktemp("app-data"), ingest={"collection": SAMPLE}
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_retriever(sample_settings: QuarrySettings, embedder: Embedder) -> Retriever:
+    report = ingest([DOCS], sample_settings, embedder=embedder)
+    assert not report.failed, report
+    return Retriever.from_settings(sample_settings, SAMPLE, embedder=embedder)
 
 
 @dataclass

@@ -14,7 +14,7 @@ PASSAGES = [
 
 def test_every_prompt_file_is_covered_here() -> None:
     assert {p.stem for p in PROMPTS_DIR.glob("*.md")} == {
-        "system", "answer", "rewrite", "no_answer"
+        "system", "answer", "rewrite", "no_answer", "judge"
     }  # fmt: skip
 
 
@@ -67,3 +67,10 @@ def test_a_passage_without_a_field_is_an_error() -> None:
 def test_an_unknown_prompt_is_named() -> None:
     with pytest.raises(PromptError, match="no prompt 'nope'"):
         render("nope")
+
+
+def test_judge_prompt_lists_passages_and_asks_yes_or_no() -> None:
+    text = render("judge", passages=["Port 8000.", "Ctrl-C stops it."], answer="It uses 8000 [1].")
+    assert "[1] Port 8000.\n[2] Ctrl-C stops it." in text
+    assert "Answer: It uses 8000 [1]." in text
+    assert text.endswith("yes or no.")

@@ -1,0 +1,23 @@
+"""The composition root: a ready chat chain from settings, and nothing read from globals."""
+
+from __future__ import annotations
+
+from app.budget import TokenCounter
+from app.chain import ChatChain
+from app.llm import chat_model, discover_model
+from app.retrieval import Retriever
+from ingest.embedding import Embedder
+from quarry.settings import QuarrySettings
+
+
+def build_chain(
+    settings: QuarrySettings, collection: str, *, embedder: Embedder | None = None
+) -> ChatChain:
+    """Chain against the running server and `collection`; raises ConnectionError if the server
+    is down and EmptyCollectionError if the collection does not exist."""
+    model = discover_model(settings)
+    chat = settings.chat
+    llm = chat_model(settings, model, temperature=chat.temperature, max_tokens=chat.max_tokens)
+    retriever = Retriever.from_settings(settings, collection, embedder=embedder)
+    counter = TokenCounter(settings.server.base_url, model, settings.server.api_key)
+    return ChatChain(llm, retriever, chat, counter=counter, collection=collection)

@@ -1,0 +1,136 @@
+"""`quarry eval retrieval` and `quarry eval answers`: numbers that can gate a change.
+
+Exit codes: 0 when every threshold given is met, 1 when one is missed, 2 for usage errors
+(a bad question set, a missing collection, a server that is down).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from eval.qa import QaItem, QaSetError, load_qa
+from quarry.settings import QuarrySettings, SettingsError, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+eval_app = typer.Typer(help="Evaluate retrieval and answers on a labelled question set.")
+
+SHIPPED_QA = Path(__file__).resolve().parent / "qa" / "quarry-docs.jsonl"
+
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection to search.")]
+QaOpt = Annotated[Path, typer.Option("--qa", help="Question set (JSONL, see eval/qa.py).")]
+OutputOpt = Annotated[Path, typer.Option("--output", help="Folder for the reports.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
+
+
+def _prepare(collection: str, qa: Path) -> tuple[QuarrySettings, list[QaItem]]:
+    try:
+        return load_settings(ingest={"collection": collection}), load_qa(qa)
+    except (SettingsError, QaSetError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _write(output: Path, stem: str, data: object, text: str) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{stem}.json").write_text(json.dumps(data, indent=2, default=str))
+    (output / f"{stem}.md").write_text(text)
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"Reports: {output / (stem + '.json')}, {output / (stem + '.md')}")
+
+
+def _gate(summary: dict[str, float | None], thresholds: dict[str, float | None], where: str) -> int:
+    missed = [
+        f"{name} {summary[name]:.3f} < {floor}"
+        for name, floor in thresholds.items()
+        if floor is not None and (summary[name] or 0.0) < floor
+    ]
+    for line in missed:
+        err_console.print(f"[red]Below the threshold ({where}): {line}[/red]")
+    return 1 if missed else 0
+
+
+@eval_app.command("retrieval")
+def retrieval_command(
+    collection: CollectionOpt = "quarry-docs",
+    qa: QaOpt = SHIPPED_QA,
+    k: Annotated[str, typer.Option(help="Top-k values to compare, e.g. 4,8.")] = "4,8",
+    output: OutputOpt = Path("reports"),
+    min_hit_at_5: Annotated[float | None, typer.Option(help="Fail below this hit@5.")] = None,
+    min_mrr: Annotated[float | None, typer.Option(help="Fail below this MRR@10.")] = None,
+) -> None:
+    """hit@1, hit@5, MRR@10, nDCG@10 and latency, for each top-k side by side."""
+    from app.retrieval import EmptyCollectionError, Retriever
+    from eval.retrieval_eval import evaluate, markdown
+
+    settings, items = _prepare(collection, qa)
+    try:
+        ks = [int(v) for v in k.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{k!r}: give integers separated by commas", param_hint="--k"
+        ) from None
+    if not ks or min(ks) < 1:
+        raise typer.BadParameter("give at least one k of 1 or more", param_hint="--k")
+    try:
+        retriever = Retriever.from_settings(settings, collection)
+    except EmptyCollectionError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    with console.status(f"Evaluating {len(items)} questions at k = {k}..."):
+        results = [evaluate(retriever, items, value) for value in ks]
+    data = {
+        r.name: {"summary": r.summary(), "questions": [asdict(q) for q in r.questions]}
+        for r in results
+    }
+    _write(
+        output, "eval-retrieval", data, markdown(results, f"Retrieval on {collection} ({qa.name})")
+    )
+    code = max(
+        _gate(r.summary(), {"hit_at_5": min_hit_at_5, "mrr_at_10": min_mrr}, r.name)
+        for r in results
+    )
+    raise typer.Exit(code)
+
+
+@eval_app.command("answers")
+def answers_command(
+    collection: CollectionOpt = "quarry-docs",
+    qa: QaOpt = SHIPPED_QA,
+    output: OutputOpt = Path("reports"),
+    judge: Annotated[bool, typer.Option(help="Also ask the served model to judge.")] = False,
+    min_citation_precision: Annotated[float | None, typer.Option()] = None,
+    min_fact_recall: Annotated[float | None, typer.Option()] = None,
+    min_refusal_accuracy: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """Run the chat chain on each question: citations, facts, refusals, latency."""
+    from app.compose import build_chain
+    from app.retrieval import EmptyCollectionError
+    from eval.answers_eval import evaluate, markdown
+
+    settings, items = _prepare(collection, qa)
+    try:
+        chain = build_chain(settings, collection)
+    except (ConnectionError, EmptyCollectionError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    with console.status(f"Answering {len(items)} questions..."):
+        report = evaluate(chain, items, with_judge=judge)
+    data = {"summary": report.summary(), "questions": [asdict(r) for r in report.results]}
+    _write(output, "eval-answers", data, markdown(report, f"Answers on {collection} ({qa.name})"))
+    thresholds = {
+        "citation_precision": min_citation_precision,
+        "fact_recall": min_fact_recall,
+        "refusal_accuracy": min_refusal_accuracy,
+    }
+    raise typer.Exit(_gate(report.summary(), thresholds, "answers"))
