@@ -181,9 +181,12 @@ def doctor(
     gpu_memory_utilization: MemUtilOpt = None,
     tensor_parallel_size: TpOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    bench: Annotated[
+        bool, typer.Option("--bench", help="Also measure matmul, bandwidth and all-reduce.")
+    ] = False,
 ) -> None:
     """Check the machine, the software stack and the model before serving."""
-    from serve.doctor import run_doctor
+    from serve.doctor import run_bench_section, run_doctor
 
     settings = _settings(
         profile,
@@ -195,10 +198,15 @@ def doctor(
     )
     if as_json:
         report = run_doctor(settings)
+        if bench:
+            run_bench_section(report, settings)
         typer.echo(report.to_json())
     else:
         with console.status("Checking the machine and the model..."):
             report = run_doctor(settings)
+        if bench:
+            with console.status("Measuring the hardware..."):
+                run_bench_section(report, settings)
         _print_report(report)
     raise typer.Exit(0 if report.ok else 1)
 
@@ -215,6 +223,8 @@ def _print_report(report: Any) -> None:
             detail += f"\n[italic]{check.hint}[/italic]"
         table.add_row(check.name, f"[{colours[check.status]}]{check.status}[/]", detail)
     console.print(table)
+    if bench := report.facts.get("bench"):
+        _print_bench(bench)
     if topology := report.facts.get("nvidia_topology"):
         console.print("[bold]GPU topology (nvidia-smi topo -m)[/bold]")
         console.print(topology, markup=False, highlight=False)
@@ -328,6 +338,23 @@ def bench_prefix_cache(
     console.print(markdown_report(results), markup=False, highlight=False, soft_wrap=True)
     json_path, md_path = write_reports(results, output)
     console.print(f"Reports: {json_path}, {md_path}")
+
+
+def _print_bench(bench: dict[str, Any]) -> None:
+    table = Table(title=f"Hardware benchmark: {bench['device']}")
+    table.add_column("Measurement")
+    table.add_column("Result", justify="right")
+    table.add_column("Of rated", justify="right")
+    table.add_column("Detail")
+    for part in ("matmul", "bandwidth", "peer_to_peer", "all_reduce"):
+        for m in bench[part]:
+            fraction = f"{m['fraction_of_rated']:.0%}" if m["fraction_of_rated"] else ""
+            table.add_row(m["name"], f"{m['value']:,} {m['unit']}", fraction, m["detail"])
+    console.print(table)
+    for key, value in bench["implications"].items():
+        console.print(f"  {key.replace('_', ' ')}: {value}")
+    for line in bench["skipped"]:
+        console.print(f"  [dim]skipped: {line}[/dim]")
 
 
 @model_app.command("prepare")

@@ -412,3 +412,28 @@ def _smallest_gpu_bytes(torch: Any) -> int | None:
     if torch is None or not torch.cuda.is_available():
         return None
     return min(torch.cuda.mem_get_info(i)[1] for i in range(torch.cuda.device_count()))
+
+
+def run_bench_section(report: Report, settings: QuarrySettings) -> None:
+    """Measure the hardware and say what it means for this model (`quarry doctor --bench`)."""
+    from serve.hardware_bench import add_implications, run_bench
+
+    bench = run_bench()
+    weights = report.facts.get("weights_gib")
+    if weights:
+        add_implications(
+            bench,
+            weights * GiB,
+            report.facts.get("kv_cache"),
+            settings.server.tensor_parallel_size or 1,
+        )
+    report.facts["bench"] = bench.to_dict()
+    ceiling = bench.implications.get("decode_ceiling_tokens_per_s")
+    report.add(
+        "Hardware bench",
+        "info",
+        f"{bench.implications.get('memory_bandwidth_gbs')} GB/s memory copy; one stream decodes "
+        f"at most {ceiling} tokens/s with these weights"
+        if ceiling
+        else "measured",
+    )
