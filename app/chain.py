@@ -31,6 +31,7 @@ from app.budget import ContextTooLongError, TokenCounter
 from app.citations import Citation, resolve
 from app.prompts import render
 from app.retrieval import Passage, Retriever
+from app.screening import Screen, screen
 from app.tools import PassageRegistry, run_tool_call, tool_schemas
 from quarry.settings import ChatSettings
 
@@ -71,6 +72,10 @@ class Answer:
     prompt_tokens: int = 0
     dropped_turns: int = 0  # history left out to fit the model's length
     dropped_passages: list[Passage] = field(default_factory=list)
+    # Screening: the question looked like a jailbreak (warned, not blocked); passages that
+    # carry instructions (quoted to the model as untrusted data).
+    question_screen: Screen | None = None
+    flagged_chunk_ids: set[str] = field(default_factory=set)
 
     def turns(self, question: str) -> list[Turn]:
         """The two turns to append to the history after this answer."""
@@ -135,13 +140,26 @@ class ChatChain:
             "answer",
             question=question,
             passages=[
-                {"number": registry.number(p), "label": p.label, "text": p.text} for p in passages
+                {
+                    "number": registry.number(p),
+                    "label": p.label,
+                    "text": p.text,
+                    "flagged": screen(p.text, source="passage").flagged,
+                }
+                for p in passages
             ],
         )
         return [SystemMessage(self.system_prompt), *history_messages(history), HumanMessage(prompt)]
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[Event]:
         started = time.monotonic()
+        question_screen = screen(question, source="user")
+        if question_screen.flagged:
+            yield Status(
+                "Warning: this message looks like an attempt to change the assistant's "
+                f"instructions ({'; '.join(question_screen.reasons)}). Answering from the "
+                "documents as usual."
+            )
         query = self.standalone_query(question, history)
         if query != question:
             yield Status(f"Searching for: {query}")
@@ -149,10 +167,20 @@ class ChatChain:
         if not passages and not self.settings.use_tools:
             text = render("no_answer", collection=self.collection)
             yield Token(text)
-            yield Answer(text, query, [], refused=True, seconds=time.monotonic() - started)
+            yield Answer(
+                text,
+                query,
+                [],
+                refused=True,
+                seconds=time.monotonic() - started,
+                question_screen=question_screen,
+            )
             return
 
-        answer = Answer("", query, [])
+        answer = Answer("", query, [], question_screen=question_screen)
+        answer.flagged_chunk_ids = {
+            p.chunk_id for p in passages if screen(p.text, source="passage").flagged
+        }
         messages, registry = self._fit(question, list(history), passages, answer)
         if answer.dropped_turns or answer.dropped_passages:
             yield Status(

@@ -134,3 +134,27 @@ def answers_command(
         "refusal_accuracy": min_refusal_accuracy,
     }
     raise typer.Exit(_gate(report.summary(), thresholds, "answers"))
+
+
+@eval_app.command("injection")
+def injection_command(
+    labelled: Annotated[
+        Path | None, typer.Option("--set", help="Labelled JSONL (default: the shipped set).")
+    ] = None,
+    output: OutputOpt = Path("reports"),
+    min_precision: Annotated[float | None, typer.Option()] = None,
+    min_recall: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """Precision and recall of the prompt-injection screen on a labelled set."""
+    from eval.injection_eval import SHIPPED_SET, evaluate, load_labelled, markdown
+
+    path = labelled or SHIPPED_SET
+    try:
+        rows = load_labelled(path)
+    except (OSError, QaSetError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    result = evaluate(rows)
+    _write(output, "eval-injection", result, markdown(result))
+    thresholds = {"precision": min_precision, "recall": min_recall}
+    raise typer.Exit(_gate(result, thresholds, "injection"))  # type: ignore[arg-type]
