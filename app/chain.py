@@ -28,6 +28,7 @@ from langchain_core.messages import (
 from langchain_openai import ChatOpenAI
 
 from app.budget import ContextTooLongError, TokenCounter
+from app.citation_check import CitationCheck, check_citations
 from app.citations import Citation, resolve
 from app.prompts import render
 from app.retrieval import Passage, Retriever
@@ -76,6 +77,11 @@ class Answer:
     # carry instructions (quoted to the model as untrusted data).
     question_screen: Screen | None = None
     flagged_chunk_ids: set[str] = field(default_factory=set)
+    citation_checks: list[CitationCheck] = field(default_factory=list)
+
+    @property
+    def unsupported_citations(self) -> list[CitationCheck]:
+        return [c for c in self.citation_checks if not c.supported]
 
     def turns(self, question: str) -> list[Turn]:
         """The two turns to append to the history after this answer."""
@@ -190,6 +196,9 @@ class ChatChain:
         text = yield from self._generate(messages, registry, answer, started)
         answer.text, answer.citations = resolve(text, registry.passages)
         answer.passages = registry.passages
+        answer.citation_checks = check_citations(
+            answer.text, answer.citations, self.retriever.embedder
+        )
         answer.seconds = time.monotonic() - started
         yield answer
 

@@ -26,6 +26,8 @@ class AnswerResult:
     ttft_s: float | None
     seconds: float
     faithful: bool | None = None
+    citations_checked: int = 0
+    citations_unsupported: int = 0
 
 
 @dataclass
@@ -36,6 +38,8 @@ class AnswersReport:
         ttfts = [r.ttft_s for r in self.results if r.ttft_s is not None]
         totals = [r.seconds for r in self.results]
         judged = [float(r.faithful) for r in self.results if r.faithful is not None]
+        checked = sum(r.citations_checked for r in self.results)
+        unsupported = sum(r.citations_unsupported for r in self.results)
         return {
             "citation_precision": mean([r.citation_precision for r in self.results]),
             "fact_recall": mean([r.fact_recall for r in self.results]),
@@ -44,6 +48,9 @@ class AnswersReport:
                 [float(bool(r.cited_sources)) for r in self.results if r.answerable]
             ),
             "faithfulness": mean(judged) if judged else None,
+            "citations_checked": float(checked),
+            "citations_unsupported": float(unsupported),
+            "citation_support_rate": (checked - unsupported) / checked if checked else None,
             "ttft_p50_s": percentile(ttfts, 50),
             "ttft_p95_s": percentile(ttfts, 95),
             "total_p50_s": percentile(totals, 50),
@@ -86,6 +93,8 @@ def evaluate(chain: ChatChain, items: Sequence[QaItem], *, with_judge: bool) -> 
                 ttft_s=answer.ttft_s,
                 seconds=answer.seconds,
                 faithful=judge(chain, answer) if with_judge else None,
+                citations_checked=len(answer.citation_checks),
+                citations_unsupported=len(answer.unsupported_citations),
             )
         )
     return report
