@@ -16,15 +16,12 @@ inflate its numbers), and each turn reads vLLM's prefix-cache counters from `/me
 from __future__ import annotations
 
 import json
-import re
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from app.chain import ChatChain, Turn, history_messages, stable_order
@@ -32,6 +29,7 @@ from app.launch import SAMPLE_DOCS
 from app.llm import chat_model, discover_model
 from app.retrieval import Passage, Retriever
 from app.tools import PassageRegistry
+from eval.server_metrics import free_port, prefix_counters
 from ingest.pipeline import ingest
 from quarry.settings import QuarrySettings
 from serve.launch import start_server
@@ -102,17 +100,6 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-def prefix_counters(base_url: str) -> tuple[float, float]:
-    """vLLM's cumulative (queried, hit) prefix-cache token counters."""
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
-
-    def total(name: str) -> float:
-        pattern = rf"^vllm:{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$"
-        return sum(float(v) for v in re.findall(pattern, text, re.M))
-
-    return total("prefix_cache_queries_total"), total("prefix_cache_hits_total")
-
-
 def run_conversation(
     chain: ChatChain, base_url: str, layout: Layout, max_tokens: int
 ) -> list[TurnResult]:
@@ -143,12 +130,6 @@ def run_conversation(
         )
         history.append(PastTurn(question, messages[-1:], text))
     return results
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_benchmark(
