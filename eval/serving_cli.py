@@ -1,0 +1,137 @@
+"""`quarry bench serve`: the concurrency sweep of `eval/serving.py` on the command line.
+
+Exit codes: 0 on a finished run, 2 for usage errors (bad flags, a server that does not answer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+
+from quarry.settings import QuarrySettings, SettingsError, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+WORKLOADS = ("rag", "chat", "both")
+
+
+def register(bench_app: typer.Typer) -> None:
+    """Add `serve` to the `quarry bench` group."""
+    bench_app.command("serve")(bench_serve)
+
+
+def settings_for(base_url: str | None, profile: str | None) -> QuarrySettings:
+    """Settings whose server is `base_url` (an http://host:port, `/v1` allowed) when given."""
+    server: dict[str, Any] = {}
+    if base_url:
+        parts = urlsplit(base_url)
+        path_ok = parts.path.rstrip("/") in ("", "/v1")
+        if parts.scheme != "http" or not parts.hostname or not path_ok:
+            raise typer.BadParameter(
+                f"{base_url!r}: give the server as http://HOST:PORT", param_hint="--base-url"
+            )
+        server = {"host": parts.hostname, "port": parts.port or 80}
+    try:
+        return load_settings(profile=profile, server=server)
+    except SettingsError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def bench_serve(
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Server to benchmark (default: the configured one, e.g. :8000)."),
+    ] = None,
+    workload: Annotated[str, typer.Option(help="rag, chat or both.")] = "both",
+    requests: Annotated[
+        int, typer.Option(min=1, help="Requests per level (at least twice the concurrency).")
+    ] = 16,
+    max_concurrency: Annotated[
+        int, typer.Option(min=1, help="Stop doubling the concurrency here.")
+    ] = 64,
+    output_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, help="Tokens per answer (default: rag 64, chat 128)."),
+    ] = None,
+    compare_prefix_caching: Annotated[
+        bool,
+        typer.Option(
+            "--compare-prefix-caching",
+            help="Start two fresh servers, prefix caching on then off, and report the ratios.",
+        ),
+    ] = False,
+    profile: Annotated[
+        str | None, typer.Option(help="Profile of the servers --compare-prefix-caching starts.")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the JSON, Markdown and PNG.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Requests/s, output tokens/s, TTFT and ITL p50/p99 at 1, 2, 4, ... concurrent requests,
+    until throughput stops rising: a RAG-shaped and a chat-shaped workload."""
+    from app.llm import discover_model
+    from eval import serving
+
+    if workload not in WORKLOADS:
+        raise typer.BadParameter(
+            f"{workload!r}: choose one of {', '.join(WORKLOADS)}", param_hint="--workload"
+        )
+    if compare_prefix_caching and base_url:
+        raise typer.BadParameter(
+            "--compare-prefix-caching starts its own servers; leave out --base-url",
+            param_hint="--base-url",
+        )
+    settings = settings_for(base_url, profile)
+    chosen = serving.workloads(workload, output_tokens)
+    if compare_prefix_caching:
+        from serve.model_prep import ModelPreparationError
+        from serve.process import ServerStartError
+
+        try:
+            results = serving.compare_prefix_caching(
+                settings, chosen, requests, max_concurrency, progress=console.print
+            )
+        except (SettingsError, ModelPreparationError, ServerStartError, ConnectionError) as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        meta = _meta("fresh servers", settings.server.served_model_name, requests)
+        text = serving.comparison_markdown(results, meta)
+        paths = serving.write_comparison(results, meta, output)
+    else:
+        try:
+            model = discover_model(settings)
+        except ConnectionError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        target = serving.Target(settings.server.base_url, model, settings.server.api_key)
+        sweeps = []
+        for w in chosen:
+            try:
+                sweeps.append(
+                    serving.run_sweep(target, w, requests, max_concurrency, progress=console.print)
+                )
+            except ConnectionError as exc:
+                err_console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2) from None
+        meta = _meta(settings.server.base_url, model, requests)
+        text = serving.markdown(sweeps, meta)
+        paths = serving.write_reports(sweeps, meta, output)
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print("Reports: " + ", ".join(str(p) for p in paths))
+
+
+def _meta(base_url: str, model: str | None, requests: int) -> dict[str, Any]:
+    from eval.serving import MIN_GAIN
+
+    return {
+        "base_url": base_url,
+        "model": model,
+        "requests_per_level": requests,
+        "min_gain": MIN_GAIN,
+    }
