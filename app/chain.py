@@ -241,7 +241,9 @@ class ChatChain:
         for round_number in range(rounds + 1):
             llm: Any = self.llm
             if round_number < rounds:
-                llm = self.llm.bind_tools(tool_schemas())
+                # strict: vLLM then constrains the arguments to the schema (without it, small models
+                # were seen sending a bare string); they are still validated before use.
+                llm = self.llm.bind_tools(tool_schemas(), strict=True)
             reply: AIMessageChunk | None = None
             text = ""
             for chunk in llm.stream(messages):

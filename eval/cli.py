@@ -158,3 +158,53 @@ def injection_command(
     _write(output, "eval-injection", result, markdown(result))
     thresholds = {"precision": min_precision, "recall": min_recall}
     raise typer.Exit(_gate(result, thresholds, "injection"))  # type: ignore[arg-type]
+
+
+@eval_app.command("tools")
+def tools_command(
+    tool_choice: Annotated[
+        str, typer.Option(help="auto (the model decides; needs a tool-call parser) or required.")
+    ] = "auto",
+    strict: Annotated[
+        bool, typer.Option(help="Ask vLLM to hold arguments to the schema, as the chat does.")
+    ] = True,
+    output: OutputOpt = Path("reports"),
+    min_valid: Annotated[
+        float | None, typer.Option(help="Fail below this valid-call rate.")
+    ] = None,
+) -> None:
+    """How often the served model produces a valid tool call (parse failures included)."""
+    from openai import BadRequestError, OpenAI
+
+    from app.llm import discover_model
+    from eval.tools_eval import SHIPPED_TOOLS_SET, as_dicts, evaluate, load_items, markdown, summary
+
+    settings = load_settings()
+    try:
+        model = discover_model(settings)
+    except ConnectionError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    client = OpenAI(
+        base_url=f"{settings.server.base_url}/v1", api_key=settings.server.api_key or "unused"
+    )
+    try:
+        results = evaluate(client, model, load_items(SHIPPED_TOOLS_SET), tool_choice, strict=strict)
+    except BadRequestError as exc:
+        err_console.print(
+            f"[red]The server refused tool calls ({exc.message}). Start it with "
+            "QUARRY_SERVER_ENABLE_AUTO_TOOL_CHOICE=true and a parser "
+            "(QUARRY_SERVER_TOOL_CALL_PARSER=hermes on the cpu profile), or use "
+            "--tool-choice required.[/red]"
+        )
+        raise typer.Exit(2) from None
+    data = {
+        "model": model,
+        "tool_choice": tool_choice,
+        "strict": strict,
+        "summary": summary(results),
+        "questions": as_dicts(results),
+    }
+    stem = f"eval-tools-{tool_choice}{'-strict' if strict else ''}"
+    _write(output, stem, data, markdown(results, model, tool_choice, strict))
+    raise typer.Exit(_gate(summary(results), {"valid": min_valid}, "tools"))  # type: ignore[arg-type]
