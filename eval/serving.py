@@ -600,18 +600,23 @@ def plot(series: dict[str, Sweep], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, sweep in series.items():
         xs = [lv.concurrency for lv in sweep.levels]
-        left.plot(xs, [lv.output_throughput for lv in sweep.levels], "o-", label=label)
+        (line,) = left.plot(xs, [lv.output_throughput for lv in sweep.levels], "o-", label=label)
+        color = line.get_color()  # one colour per series in both panels
         if sweep.saturation_concurrency is not None:
             sat = next(lv for lv in sweep.levels if lv.concurrency == sweep.saturation_concurrency)
             left.plot([sat.concurrency], [sat.output_throughput], "k*", markersize=12)
-        right.plot(xs, [lv.ttft_p50_ms for lv in sweep.levels], "o-", label=f"{label} TTFT p50")
-        right.plot(xs, [lv.itl_p50_ms for lv in sweep.levels], "s--", label=f"{label} ITL p50")
+        ttfts = [lv.ttft_p50_ms for lv in sweep.levels]
+        right.plot(xs, ttfts, "o-", color=color, label=f"{label} TTFT p50")
+        itls = [lv.itl_p50_ms for lv in sweep.levels]
+        right.plot(xs, itls, "s--", color=color, label=f"{label} ITL p50")
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("concurrent requests")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
