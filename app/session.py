@@ -1,0 +1,365 @@
+"""What the chat page does, apart from drawing it: the cached chain, the conversation, uploads,
+and errors turned into sentences a person can act on.
+
+The page (`app/ui.py`) stays a short top-to-bottom script; everything here can be called
+without a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import openai
+import streamlit as st
+
+from app.budget import ContextTooLongError
+from app.chain import Answer, ChatChain, Event, Status, Token, Turn
+from app.citations import Citation
+from app.compose import build_chain
+from app.llm import ServerStatus, server_status
+from app.retrieval import EmptyCollectionError, Passage
+from ingest.embedding import Embedder, EmbeddingModelError
+from ingest.pipeline import IngestUsageError, ProgressCallback, ingest
+from ingest.report import IngestReport
+from ingest.store import Store, StoreError, list_collections, open_client
+from quarry.settings import QuarrySettings
+
+log = logging.getLogger("quarry.ui")
+
+TEMPERATURE_PRESETS: dict[str, float] = {
+    "Factual": 0.0,
+    "Technical": 0.3,
+    "Conversational": 0.7,
+    "Creative": 1.0,
+}
+UPLOAD_TYPES = ("md", "markdown", "txt", "rst", "html", "htm", "pdf", "docx")
+MAX_NAME_CHARS = 120
+
+
+# -- settings the page can change ---------------------------------------------------------
+
+
+def preset_for(temperature: float) -> str:
+    """The preset nearest the configured temperature, so the sidebar starts where config is."""
+    return min(TEMPERATURE_PRESETS, key=lambda name: abs(TEMPERATURE_PRESETS[name] - temperature))
+
+
+def with_choices(
+    settings: QuarrySettings, *, collection: str, top_k: int, temperature: float
+) -> QuarrySettings:
+    """A copy of the settings with the sidebar's choices in it (the chain reads only these)."""
+    chat = settings.chat.model_copy(update={"top_k": top_k, "temperature": temperature})
+    ingest_conf = settings.ingest.model_copy(update={"collection": collection})
+    return settings.model_copy(update={"chat": chat, "ingest": ingest_conf})
+
+
+# -- cached resources ---------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the embedding model...")
+def _embedder(name: str, batch_size: int, device: str | None) -> Embedder:
+    """One embedding model per process: loading it takes seconds, every rerun would pay."""
+    return Embedder(name, batch_size=batch_size, device=device)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _cached_chain(key: str, _settings: QuarrySettings) -> ChatChain:
+    """Keyed by the settings as JSON: any setting that shapes the chain makes a new one."""
+    embedder = _embedder(
+        _settings.embedding.model, _settings.embedding.batch_size, _settings.embedding.device
+    )
+    return build_chain(_settings, _settings.ingest.collection, embedder=embedder)
+
+
+def chain_for(settings: QuarrySettings) -> ChatChain:
+    """The chain for these settings; raises as `build_chain` does (a failure is not cached)."""
+    return _cached_chain(settings.model_dump_json(), settings)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def health(base_url: str, _settings: QuarrySettings) -> ServerStatus:
+    """The server's status, asked at most every few seconds rather than on every click."""
+    return server_status(_settings, timeout_s=2)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    documents: int = 0
+    chunks: int = 0
+    exists: bool = True
+
+
+def collections(settings: QuarrySettings) -> tuple[list[CollectionInfo], Notice | None]:
+    """The collections to offer, the configured one included even before it exists."""
+    default = settings.ingest.collection
+    try:
+        rows = list_collections(open_client(settings))
+    except Exception as exc:
+        return [CollectionInfo(default, exists=False)], describe(exc)
+    found = {r["name"]: CollectionInfo(r["name"], r["documents"], r["chunks"]) for r in rows}
+    found.setdefault(default, CollectionInfo(default, exists=False))
+    return sorted(found.values(), key=lambda c: c.name), None
+
+
+# -- the conversation ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for the page: `error` is something to fix, `info` a state to know about."""
+
+    kind: Literal["error", "info"]
+    text: str
+
+
+@dataclass
+class Message:
+    role: Literal["user", "assistant"]
+    text: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    refused: bool = False
+    stopped: bool = False
+    finished: bool = False
+    notice: Notice | None = None
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    output_tokens: int = 0
+
+    @property
+    def metrics(self) -> str:
+        """The speed line under an answer; empty when nothing was generated."""
+        parts = []
+        if self.ttft_s is not None:
+            parts.append(f"first token {self.ttft_s:.2f} s")
+        if self.tokens_per_s:
+            parts.append(f"{self.tokens_per_s:.1f} tokens/s")
+        if self.output_tokens:
+            parts.append(f"{self.output_tokens} tokens")
+        return " · ".join(parts)
+
+    @property
+    def uncited(self) -> list[Passage]:
+        """Passages given to the model that the answer does not cite."""
+        cited = {c.passage.chunk_id for c in self.citations}
+        return [p for p in self.passages if p.chunk_id not in cited]
+
+
+@dataclass
+class Conversation:
+    messages: list[Message] = field(default_factory=list)
+
+    def history(self) -> list[Turn]:
+        """Finished question-and-answer pairs, oldest first, for the chain's memory.
+
+        Stopped and failed answers are left out: the model should not build on half a reply.
+        """
+        turns: list[Turn] = []
+        for question, reply in zip(self.messages, self.messages[1:], strict=False):
+            if question.role == "user" and reply.role == "assistant" and reply.finished:
+                turns += [Turn("user", question.text), Turn("assistant", reply.text)]
+        return turns
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+
+def conversation() -> Conversation:
+    """This browser session's conversation (each tab has its own)."""
+    if "conversation" not in st.session_state:
+        st.session_state.conversation = Conversation()
+    conv: Conversation = st.session_state.conversation
+    return conv
+
+
+def answer(
+    conv: Conversation,
+    question: str,
+    make_chain: Callable[[], ChatChain],
+    on_text: Callable[[str], object],
+    on_status: Callable[[str], object],
+) -> Message:
+    """Ask, stream the reply into `on_text`, and record both turns in the conversation.
+
+    The reply is recorded even when the run is cut short (Stop, a new question, a closed tab:
+    Streamlit raises a BaseException in the script thread), keeping the partial text marked
+    as stopped. Errors become a notice on the reply, never an exception.
+    """
+    history = conv.history()
+    conv.messages.append(Message("user", question))
+    reply = Message("assistant")
+    events: Iterator[Event] | None = None
+    try:
+        events = make_chain().stream(question, history)
+        for event in events:
+            if isinstance(event, Token):
+                reply.text += event.text
+                on_text(reply.text)
+            elif isinstance(event, Status):
+                reply.notes.append(event.text)
+                on_status(event.text)
+            elif isinstance(event, Answer):
+                _fill(reply, event)
+    except Exception as exc:
+        reply.notice = describe(exc)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()  # ends the HTTP stream, so the server stops generating too
+        reply.stopped = not reply.finished and reply.notice is None
+        conv.messages.append(reply)
+    return reply
+
+
+def _fill(reply: Message, done: Answer) -> None:
+    reply.text = done.text
+    reply.citations = list(done.citations)
+    reply.passages = list(done.passages)
+    reply.refused = done.refused
+    reply.ttft_s = done.ttft_s
+    reply.tokens_per_s = done.tokens_per_s
+    reply.output_tokens = done.output_tokens
+    reply.finished = True
+
+
+# -- errors -------------------------------------------------------------------------------
+
+CONTEXT_TOO_LONG = (
+    "The conversation is too long for the model. Start a new chat, ask a shorter question "
+    "or lower top-k in the sidebar."
+)
+
+
+def describe(exc: BaseException) -> Notice:
+    """A sentence for the page; the traceback goes to the log, not to the user."""
+    if isinstance(exc, EmptyCollectionError):
+        return Notice("info", str(exc))
+    if isinstance(exc, ContextTooLongError):
+        return Notice("error", str(exc))
+    if isinstance(exc, openai.BadRequestError) and "maximum context length" in str(exc):
+        return Notice("error", CONTEXT_TOO_LONG)
+    if isinstance(exc, ConnectionError | openai.APIConnectionError | openai.APITimeoutError):
+        detail = str(exc) if isinstance(exc, ConnectionError) else ""
+        return Notice(
+            "error",
+            detail or "The model server stopped answering. Check that `quarry serve` is running.",
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return Notice("error", f"The model server refused the request ({exc.status_code}): {exc}")
+    if isinstance(exc, StoreError | EmbeddingModelError | IngestUsageError):
+        return Notice("error", str(exc))
+    log.exception("unexpected error in the chat page", exc_info=exc)
+    return Notice("error", f"Something went wrong: {type(exc).__name__}: {exc}")
+
+
+# -- uploads ------------------------------------------------------------------------------
+
+
+class UploadedFile(Protocol):
+    """What Streamlit's uploader hands over (and what a test can imitate)."""
+
+    name: str
+    size: int
+
+    def getvalue(self) -> bytes: ...
+
+
+class UploadError(ValueError):
+    """A file the page refuses before ingesting: the message names it and says why."""
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name that stays in its folder: no path parts, no leading dots, plain characters.
+
+    The browser sends whatever name the file had; "../../.bashrc" or "C:\\x\\a.md" must not
+    choose where the bytes land.
+    """
+    base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name))[-1]
+    cleaned = _UNSAFE.sub("_", base).strip()
+    stem, dot, suffix = cleaned.rpartition(".")
+    if not dot:
+        stem, suffix = cleaned, ""
+    stem = stem.strip(" .") or "upload"
+    suffix = suffix.lower()
+    if suffix not in UPLOAD_TYPES:
+        raise UploadError(f"{name}: not a supported type ({', '.join(UPLOAD_TYPES)})")
+    return f"{stem[: MAX_NAME_CHARS - len(suffix) - 1]}.{suffix}"
+
+
+def upload_folder(settings: QuarrySettings, collection: str) -> Path:
+    """Where a collection's uploads are kept, so that they can be ingested again later."""
+    root = (settings.data_dir / "uploads").resolve()
+    folder = (root / collection).resolve()
+    if folder.parent != root:
+        raise UploadError(f"collection name {collection!r} cannot name an upload folder")
+    return folder
+
+
+def upload_path(settings: QuarrySettings, collection: str, name: str) -> Path:
+    folder = upload_folder(settings, collection)
+    path = (folder / safe_name(name)).resolve()
+    if path.parent != folder:  # defence in depth: safe_name already removed path parts
+        raise UploadError(f"{name}: not a plain file name")
+    return path
+
+
+def max_upload_mb(settings: QuarrySettings) -> int:
+    """The size limit shown and enforced: the ingester's own per-file limit."""
+    return max(1, int(settings.ingest.max_file_mb))
+
+
+def save_uploads(
+    settings: QuarrySettings, collection: str, files: Iterable[UploadedFile]
+) -> tuple[list[Path], list[str]]:
+    """Write the accepted files under the upload folder; refused ones come back as reasons."""
+    saved: list[Path] = []
+    refused: list[str] = []
+    limit = max_upload_mb(settings)
+    for file in files:
+        try:
+            if file.size > limit * 2**20:
+                raise UploadError(f"{file.name}: larger than {limit} MB")
+            path = upload_path(settings, collection, file.name)
+        except UploadError as exc:
+            refused.append(str(exc))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(file.getvalue())
+        saved.append(path)
+    return saved, refused
+
+
+def add_uploads(
+    settings: QuarrySettings,
+    files: Sequence[UploadedFile],
+    on_progress: ProgressCallback | None = None,
+) -> tuple[IngestReport | None, list[str]]:
+    """Save and ingest uploads into `settings.ingest.collection`; problems come back as
+    sentences (a refused file, a file the loader could not read, a busy store)."""
+    collection = settings.ingest.collection
+    report = None
+    try:
+        saved, problems = save_uploads(settings, collection, files)
+        if saved:
+            # A collection keeps the model it was built with; new files must use the same one.
+            model = Store(open_client(settings), collection).model() or settings.embedding.model
+            embedder = _embedder(model, settings.embedding.batch_size, settings.embedding.device)
+            report = ingest(saved, settings, embedder=embedder, on_progress=on_progress)
+            problems += [
+                f"{o.path}: {o.status}" + (f", {o.reason}" if o.reason else "")
+                for o in report.problems()
+            ]
+    except Exception as exc:
+        return report, [describe(exc).text]
+    return report, problems

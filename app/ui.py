@@ -1,0 +1,140 @@
+"""Quarry's chat page: ask the documents of a collection, with cited, streamed answers.
+
+Started by `quarry chat` / `quarry up`, or `streamlit run app/ui.py`; settings come from
+QUARRY_* variables like everywhere else. Everything that is not layout is in app/session.py.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import session
+from app.session import Message
+from ingest.pipeline import Progress
+from quarry.settings import SettingsError, load_settings
+
+st.set_page_config(page_title="Quarry", page_icon=":material/chat:")
+
+try:
+    base = load_settings()
+except SettingsError as exc:
+    st.error(str(exc))
+    st.stop()
+
+conv = session.conversation()
+presets = session.TEMPERATURE_PRESETS
+upload_round = st.session_state.setdefault("upload_round", 0)
+
+with st.sidebar:
+    st.header("Quarry")
+    server = session.health(base.server.base_url, base)
+    if server.healthy:
+        st.success(f"Model server is up · {', '.join(server.models)}", icon=":material/dns:")
+    else:
+        st.error(server.error, icon=":material/dns:")
+
+    infos, problem = session.collections(base)
+    if problem:
+        st.error(problem.text)
+    names = [c.name for c in infos]
+    collection = st.selectbox(
+        "Collection", names, index=names.index(base.ingest.collection), key="collection"
+    )
+    info = infos[names.index(collection)]
+    st.caption(
+        f"{info.documents} documents, {info.chunks} chunks"
+        if info.exists
+        else "Not created yet: add documents below."
+    )
+    top_k = st.slider("Passages per question (top-k)", 1, 20, min(base.chat.top_k, 20))
+    preset = st.radio(
+        "Temperature",
+        list(presets),
+        index=list(presets).index(session.preset_for(base.chat.temperature)),
+        format_func=lambda name: f"{name} ({presets[name]:.1f})",
+    )
+    st.button("New chat", icon=":material/add_comment:", on_click=conv.clear, width="stretch")
+
+    settings = session.with_choices(
+        base, collection=collection, top_k=top_k, temperature=presets[preset]
+    )
+    st.subheader("Add documents")
+    limit = session.max_upload_mb(settings)
+    files = st.file_uploader(
+        f"Into “{collection}”, up to {limit} MB each",
+        type=list(session.UPLOAD_TYPES),
+        accept_multiple_files=True,
+        max_upload_size=limit,
+        key=f"upload-{upload_round}",
+    )
+    if st.button("Add to collection", disabled=not files, key="add"):
+        bar = st.progress(0.0, text="Reading the files...")
+
+        def progress(p: Progress) -> None:
+            done = f"{p.files_done} of {p.files_total} files, {p.chunks_written} chunks"
+            bar.progress(p.files_done / max(p.files_total, 1), text=done)
+
+        report, problems = session.add_uploads(settings, files or [], on_progress=progress)
+        st.session_state.upload_result = (report.summary() if report else "", problems)
+        st.session_state.upload_round = upload_round + 1  # a fresh, empty upload box
+        st.rerun()
+    if "upload_result" in st.session_state:
+        summary, problems = st.session_state.upload_result
+        if summary:
+            st.success(summary)
+        for line in problems:
+            st.warning(line)
+
+
+def show_reply(message: Message) -> None:
+    """An answer's text, its sources, notes and speed, or the message that replaced it."""
+    if message.text:
+        st.markdown(message.text.replace("$", r"\$"))
+    if message.notice:
+        (st.error if message.notice.kind == "error" else st.info)(message.notice.text)
+    if message.stopped:
+        st.caption(":material/stop_circle: Stopped: the answer is incomplete.")
+    if message.citations:
+        st.markdown("**Sources**")
+        for citation in message.citations:
+            with st.expander(f"[{citation.number}] {citation.passage.label}"):
+                st.markdown(citation.passage.text)
+    elif message.passages:  # a small model may not cite: still show what it was given
+        st.markdown("**Passages searched** (the answer cites none)")
+        for passage in message.passages:
+            with st.expander(passage.label):
+                st.markdown(passage.text)
+    for note in message.notes:
+        st.caption(note)
+    if message.metrics:
+        st.caption(message.metrics)
+
+
+st.title("Ask your documents")
+st.caption(f"Searching “{collection}” · top-k {top_k} · {preset.lower()}")
+
+for message in conv.messages:
+    with st.chat_message(message.role):
+        if message.role == "user":
+            st.markdown(message.text)
+        else:
+            show_reply(message)
+
+if question := st.chat_input("Ask a question about your documents"):
+    with st.chat_message("user"):
+        st.markdown(question)
+    with st.chat_message("assistant"):
+        stop = st.empty()
+        stop.button("Stop", icon=":material/stop:", key="stop")  # a click reruns: see answer()
+        status, text = st.empty(), st.empty()
+        status.caption("Searching the documents...")
+        reply = session.answer(
+            conv,
+            question,
+            lambda: session.chain_for(settings),
+            on_text=lambda so_far: text.markdown(so_far.replace("$", r"\$") + "▌"),
+            on_status=lambda note: status.caption(note),
+        )
+        for slot in (stop, status, text):
+            slot.empty()
+        show_reply(reply)
