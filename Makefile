@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install run serve doctor test lint clean
+.PHONY: install run serve doctor test lint browser clean
 
 install: $(VENV)/.installed
 
@@ -38,8 +38,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
+
+# The browser test drives Debian's Chromium. Installed here when we may (root with apt-get);
+# otherwise that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "Chromium is not installed: the browser test will be skipped."
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eval.cli import register as register_eval
+from eval.serving_cli import register as register_bench_serve
 from ingest.cli import register as register_ingest
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
@@ -28,6 +29,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 register_ingest(app, bench_app)
 register_eval(app)
+register_bench_serve(bench_app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -329,8 +331,8 @@ def bench_prefix_cache(
     ),
     max_tokens: Annotated[int, typer.Option(help="Tokens generated per turn.")] = 48,
 ) -> None:
-    """Prefix-cache hit rate and time to first token over a scripted 8-turn chat, Quarry's
-    request layout against a naive one, each on a freshly started server."""
+    """Prefix-cache hit rate and time to first token over a scripted 8-turn chat, for three
+    request layouts, each on a freshly started server."""
     from eval.prefix_cache import markdown_report, run_benchmark, write_reports
 
     settings = _load({"profile": profile})
