@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+import httpx
 import openai
 import streamlit as st
 
@@ -127,12 +128,16 @@ class Message:
     passages: list[Passage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     refused: bool = False
-    stopped: bool = False
     finished: bool = False
     notice: Notice | None = None
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     output_tokens: int = 0
+
+    @property
+    def stopped(self) -> bool:
+        """An answer that neither finished nor failed was cut short (Stop, or another click)."""
+        return self.role == "assistant" and not self.finished and self.notice is None
 
     @property
     def metrics(self) -> str:
@@ -189,13 +194,15 @@ def answer(
 ) -> Message:
     """Ask, stream the reply into `on_text`, and record both turns in the conversation.
 
-    The reply is recorded even when the run is cut short (Stop, a new question, a closed tab:
-    Streamlit raises a BaseException in the script thread), keeping the partial text marked
-    as stopped. Errors become a notice on the reply, never an exception.
+    The reply is in the conversation from the start and filled in as it streams. A click
+    during the answer (Stop, a new question, New chat) makes Streamlit stop this run at its
+    next `st` call and start the next run at once, in another thread, while this one is
+    still unwinding: that run must already find the partial answer, which then shows as
+    stopped. Errors become a notice on the reply, never an exception.
     """
     history = conv.history()
-    conv.messages.append(Message("user", question))
     reply = Message("assistant")
+    conv.messages += [Message("user", question), reply]
     events: Iterator[Event] | None = None
     try:
         events = make_chain().stream(question, history)
@@ -214,8 +221,6 @@ def answer(
         close = getattr(events, "close", None)
         if close is not None:
             close()  # ends the HTTP stream, so the server stops generating too
-        reply.stopped = not reply.finished and reply.notice is None
-        conv.messages.append(reply)
     return reply
 
 
@@ -246,7 +251,7 @@ def describe(exc: BaseException) -> Notice:
         return Notice("error", str(exc))
     if isinstance(exc, openai.BadRequestError) and "maximum context length" in str(exc):
         return Notice("error", CONTEXT_TOO_LONG)
-    if isinstance(exc, ConnectionError | openai.APIConnectionError | openai.APITimeoutError):
+    if isinstance(exc, ConnectionError | openai.APIConnectionError | httpx.TransportError):
         detail = str(exc) if isinstance(exc, ConnectionError) else ""
         return Notice(
             "error",

@@ -88,6 +88,8 @@ with st.sidebar:
 
 def show_reply(message: Message) -> None:
     """An answer's text, its sources, notes and speed, or the message that replaced it."""
+    for note in message.notes:  # what the chain did first: the rewritten search, cuts
+        st.caption(note)
     if message.text:
         st.markdown(message.text.replace("$", r"\$"))
     if message.notice:
@@ -104,8 +106,6 @@ def show_reply(message: Message) -> None:
         for passage in message.passages:
             with st.expander(passage.label):
                 st.markdown(passage.text)
-    for note in message.notes:
-        st.caption(note)
     if message.metrics:
         st.caption(message.metrics)
 
