@@ -13,7 +13,7 @@ the answer says what was left out.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -235,7 +235,7 @@ class ChatChain:
         registry: PassageRegistry,
         answer: Answer,
         started: float,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, str]:
         """Stream the model's reply, running tool calls in between when tools are on."""
         rounds = self.settings.max_tool_rounds if self.settings.use_tools else 0
         for round_number in range(rounds + 1):

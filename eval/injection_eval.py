@@ -60,7 +60,8 @@ def load_labelled(path: Path) -> list[dict[str, str]]:
 
 
 def evaluate(rows: list[dict[str, str]]) -> dict[str, object]:
-    overall, by_kind = Counts(), defaultdict(Counts)
+    overall = Counts()
+    by_kind: defaultdict[str, Counts] = defaultdict(Counts)
     misses = []
     for row in rows:
         source = "user" if row.get("kind") == "direct" else "passage"

@@ -15,12 +15,12 @@ from typing import Any
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from openai import OpenAI
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.tools import ReadMoreArgs, SearchArgs, parse_arguments, tool_schemas
 
 SHIPPED_TOOLS_SET = Path(__file__).resolve().parent / "qa" / "tools.jsonl"
-SCHEMAS = {"search_documents": SearchArgs, "read_more": ReadMoreArgs}
+SCHEMAS: dict[str, type[BaseModel]] = {"search_documents": SearchArgs, "read_more": ReadMoreArgs}
 SYSTEM = (
     "You answer questions about the user's documents. Use the tools: search_documents to "
     "search, read_more to read around a passage you were given (passages 1 and 2 exist)."
@@ -72,7 +72,7 @@ def evaluate(
     tools = [convert_to_openai_tool(t, strict=strict) for t in tool_schemas()]
     results = []
     for item in items:
-        response = client.chat.completions.create(
+        response = client.chat.completions.create(  # type: ignore[call-overload]
             model=model,
             messages=[
                 {"role": "system", "content": SYSTEM},

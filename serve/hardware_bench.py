@@ -73,7 +73,10 @@ def rated(table: dict[str, Any], device_name: str) -> Any:
     return None
 
 
-def _timer(torch: Any, device: str) -> Callable[[Callable[[], Any], int], float]:
+Timer = Callable[[Callable[[], Any], int], float]
+
+
+def _timer(torch: Any, device: str) -> Timer:
     """Median seconds per call of `fn` after a warm-up; CUDA events on GPUs."""
 
     def time_it(fn: Callable[[], Any], repeats: int) -> float:
@@ -101,7 +104,7 @@ def _timer(torch: Any, device: str) -> Callable[[Callable[[], Any], int], float]
 
 
 def bench_matmul(torch: Any, device: str, sizes: list[int], report: BenchReport) -> None:
-    time_it = _timer(torch, device)
+    time_it: Timer = _timer(torch, device)
     peaks = rated(RATED_TFLOPS, report.device) or {}
     dtypes = ["bfloat16", "float16", "float32"]
     if device == "cpu":  # PyTorch has no fast fp16 GEMM on x86 CPUs: minutes for nothing
@@ -132,7 +135,7 @@ def bench_matmul(torch: Any, device: str, sizes: list[int], report: BenchReport)
 
 
 def bench_bandwidth(torch: Any, device: str, megabytes: int, report: BenchReport) -> None:
-    time_it = _timer(torch, device)
+    time_it: Timer = _timer(torch, device)
     count = megabytes * 2**20 // 4
     source = torch.empty(count, dtype=torch.float32, device=device).fill_(1.0)
     target = torch.empty_like(source)
@@ -170,7 +173,7 @@ def bench_peer_to_peer(torch: Any, megabytes: int, report: BenchReport) -> None:
     if count < 2:
         report.skipped.append(f"peer-to-peer copies: {count} GPU(s), needs 2 or more")
         return
-    time_it = _timer(torch, "cuda")
+    time_it: Timer = _timer(torch, "cuda")
     elements = megabytes * 2**20 // 4
     for src in range(count):
         for dst in range(count):
