@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -321,10 +321,10 @@ class Store:
     def _present(self, ids: list[str]) -> set[str]:
         return set(self.chunks_collection().get(ids=ids, include=[])["ids"]) if ids else set()
 
-    def _delete(self, ids: Sequence[str]) -> None:
-        ids = sorted(ids)
-        for start in range(0, len(ids), self.batch):
-            self.chunks_collection().delete(ids=ids[start : start + self.batch])
+    def _delete(self, ids: Iterable[str]) -> None:
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), self.batch):
+            self.chunks_collection().delete(ids=ordered[start : start + self.batch])
 
     def _finish(self, pending: DocRecord) -> None:
         """Steps 3 and 4: drop the old chunks, then commit (or forget) the record."""
