@@ -46,17 +46,10 @@ def _settings(
     **ingest: Any,
 ) -> QuarrySettings:
     """Settings with the flags on top; a bad value exits 2 with the settings' own message."""
-    overrides: dict[str, Any] = {}
-    sections = {
-        "ingest": {"collection": collection, **ingest},
-        "embedding": {"model": model},
-    }
-    for name, values in sections.items():
-        values = {k: v for k, v in values.items() if v is not None}
-        if values:
-            overrides[name] = values
     try:
-        return load_settings(**overrides)
+        return load_settings(
+            ingest={"collection": collection, **ingest}, embedding={"model": model}
+        )
     except SettingsError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

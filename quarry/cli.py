@@ -46,13 +46,7 @@ TpOpt = Annotated[int | None, typer.Option(help="GPU profile: GPUs per model rep
 
 def _settings(profile: str | None, **server: Any) -> QuarrySettings:
     """Settings with CLI flags on top; a bad value exits 2 with the settings' own message."""
-    try:
-        return load_settings(
-            profile=profile, server={k: v for k, v in server.items() if v is not None}
-        )
-    except SettingsError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    return _load({"profile": profile, "server": server})
 
 
 @app.command()
@@ -286,15 +280,9 @@ def up(
 
 
 def _load(overrides: dict[str, Any]) -> QuarrySettings:
-    """Settings from nested CLI overrides (None values dropped); bad values exit 2."""
-    cleaned: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if v is not None}
-        if value not in (None, {}):
-            cleaned[key] = value
+    """Settings from CLI flags (None: not given); a bad value exits 2 with its message."""
     try:
-        return load_settings(**cleaned)
+        return load_settings(**overrides)
     except SettingsError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -301,11 +301,17 @@ def _attention_heads(model: str) -> int:
 def load_settings(**overrides: Any) -> QuarrySettings:
     """Build the settings, turning validation errors into one readable `SettingsError`.
 
-    `overrides` are CLI flags: top-level names, or `server`/`chroma`/`embedding` dicts.
+    `overrides` are CLI flags: top-level names, or section dicts (`server={"port": 8001}`).
+    A flag left at None means "not given", at either level, so callers pass them all as is.
     """
-    nested = {k: v for k, v in overrides.items() if v is not None}
+    given: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None} or None
+        if value is not None:
+            given[key] = value
     try:
-        return QuarrySettings(**nested)
+        return QuarrySettings(**given)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
 
