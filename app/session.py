@@ -235,6 +235,14 @@ def _fill(reply: Message, done: Answer) -> None:
     reply.finished = True
 
 
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+
+
+def quiet_headings(text: str) -> str:
+    """A passage's Markdown headings as bold lines, so a quoted chunk does not shout."""
+    return _HEADING.sub(r"**\1**", text)
+
+
 # -- errors -------------------------------------------------------------------------------
 
 CONTEXT_TOO_LONG = (

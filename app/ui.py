@@ -100,12 +100,12 @@ def show_reply(message: Message) -> None:
         st.markdown("**Sources**")
         for citation in message.citations:
             with st.expander(f"[{citation.number}] {citation.passage.label}"):
-                st.markdown(citation.passage.text)
+                st.markdown(session.quiet_headings(citation.passage.text))
     elif message.passages:  # a small model may not cite: still show what it was given
         st.markdown("**Passages searched** (the answer cites none)")
         for passage in message.passages:
             with st.expander(passage.label):
-                st.markdown(passage.text)
+                st.markdown(session.quiet_headings(passage.text))
     if message.metrics:
         st.caption(message.metrics)
 

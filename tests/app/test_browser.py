@@ -1,0 +1,174 @@
+"""The chat page as a person sees it: `streamlit run` in a subprocess, headless Chromium.
+
+Uses Debian's `chromium` package (not a browser downloaded by Playwright), so the test runs
+offline. The screenshot is kept in test-artifacts/ for a person (or CI) to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from app.retrieval import Retriever
+from quarry.settings import QuarrySettings
+from tests.conftest import RunningServer, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator
+
+pytestmark = pytest.mark.server
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium package", allow_module_level=True
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright for Python is missing: pip install playwright"
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+UI = ROOT / "app" / "ui.py"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_TIMEOUT_S = 120
+ANSWER_TIMEOUT_MS = 240_000
+
+
+def wait_for_page(url: str, process: subprocess.Popen[str], output: list[str]) -> None:
+    """Poll Streamlit's health endpoint, failing fast if the process dies."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{''.join(output)}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"streamlit not ready in {START_TIMEOUT_S} s:\n{''.join(output)}")
+
+
+@pytest.fixture
+def chat_url(
+    vllm_server: RunningServer,
+    sample_settings: QuarrySettings,
+    sample_retriever: Retriever,  # the sample collection is ingested
+) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "QUARRY_PROFILE": "cpu",
+        "QUARRY_SERVER_PORT": str(vllm_server.settings.server.port),
+        "QUARRY_DATA_DIR": str(sample_settings.data_dir),
+        "QUARRY_INGEST_COLLECTION": "sample-docs",
+        "QUARRY_CHAT_MAX_TOKENS": "96",  # long enough to watch it stream and to stop it
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(UI),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    process = subprocess.Popen(  # from the root, as `make run`: .streamlit/config.toml applies
+        command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_page(url, process, output)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("streamlit did not stop within 30 s of SIGTERM")
+        reader.join(timeout=5)
+    assert code == 0, f"streamlit exited with {code}:\n{''.join(output)}"
+    assert "Traceback" not in "".join(output), "".join(output)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "streamlit still listens"
+
+
+def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:
+    expect = sync_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(chat_url)
+            sidebar = page.get_by_test_id("stSidebar")
+            expect(sidebar.get_by_text("Model server is up")).to_be_visible(timeout=60_000)
+
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill("How do I change the port of the model server?")
+            box.press("Enter")
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            stop = answer.get_by_role("button", name="Stop")
+            expect(stop).to_be_visible(timeout=60_000)
+            partial = watch_stream(answer, stop)
+            assert len(partial) >= 2, f"the answer did not stream: {partial}"
+
+            source = answer.get_by_test_id("stExpander").filter(has_text="configuration.md")
+            expect(source.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+            expect(answer.get_by_text("tokens/s")).to_be_visible()
+            source.first.locator("summary").click()  # the passage text, on demand
+            expect(source.first.get_by_test_id("stExpanderDetails")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+
+            box.fill("How do I stop Quarry?")
+            box.press("Enter")
+            second = page.get_by_test_id("stChatMessage").nth(3)
+            expect(second.get_by_text("▌")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+            second.get_by_role("button", name="Stop").click()
+            expect(second.get_by_text("Stopped: the answer is incomplete.")).to_be_visible(
+                timeout=30_000
+            )
+            assert second.get_by_test_id("stMarkdown").first.inner_text().strip()
+            page.screenshot(path=str(ARTIFACTS / "chat-stopped.png"), full_page=True)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+        finally:
+            browser.close()
+
+
+def watch_stream(answer: Locator, stop: Locator) -> list[str]:
+    """The distinct texts the answer showed while the Stop button was up: more than one means
+    the tokens arrived one by one rather than all at the end."""
+    seen: list[str] = []
+    deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
+    while stop.is_visible() and time.monotonic() < deadline:
+        text = answer.inner_text(timeout=5_000)
+        if "▌" in text and (not seen or text != seen[-1]):
+            seen.append(text)
+        time.sleep(0.1)
+    return seen

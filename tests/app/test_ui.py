@@ -1,0 +1,229 @@
+"""The chat page through Streamlit's AppTest: real vLLM server, real Chroma, real embeddings.
+
+The page reads its settings from QUARRY_* variables, as when `quarry chat` starts it, so each
+test points it at the test server and a data folder with environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+from streamlit.testing.v1 import AppTest
+
+from app import session
+from app.citations import Citation
+from app.compose import build_chain
+from app.retrieval import Retriever
+from quarry.settings import QuarrySettings
+from tests.conftest import RunningServer, free_port
+
+pytestmark = pytest.mark.server
+
+UI = Path(__file__).resolve().parents[2] / "app" / "ui.py"
+KNOWN = "How do I change the port of the model server?"
+UNKNOWN = "What is the boiling point of tungsten?"
+SHORT_ANSWERS = "48"  # tokens: enough to see an answer, quick on two CPU cores
+
+
+def point_page_at(
+    monkeypatch: pytest.MonkeyPatch, port: int, data_dir: Path, collection: str
+) -> None:
+    monkeypatch.setenv("QUARRY_PROFILE", "cpu")
+    monkeypatch.setenv("QUARRY_SERVER_PORT", str(port))
+    monkeypatch.setenv("QUARRY_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("QUARRY_INGEST_COLLECTION", collection)
+    monkeypatch.setenv("QUARRY_CHAT_MAX_TOKENS", SHORT_ANSWERS)
+
+
+@pytest.fixture
+def sample_page(
+    monkeypatch: pytest.MonkeyPatch,
+    vllm_server: RunningServer,
+    sample_settings: QuarrySettings,
+    sample_retriever: Retriever,  # the sample collection is ingested
+) -> AppTest:
+    port = vllm_server.settings.server.port
+    point_page_at(monkeypatch, port, sample_settings.data_dir, "sample-docs")
+    return open_page()
+
+
+def open_page() -> AppTest:
+    page = AppTest.from_file(str(UI), default_timeout=300)
+    page.run()
+    assert not page.exception
+    return page
+
+
+def ask(page: AppTest, question: str) -> AppTest:
+    page.chat_input[0].set_value(question).run()
+    assert not page.exception, page.exception
+    return page
+
+
+def texts(elements: object) -> list[str]:
+    return [str(e.value) for e in elements]  # type: ignore[attr-defined]
+
+
+def test_the_sidebar_shows_server_collection_top_k_and_presets(sample_page: AppTest) -> None:
+    assert "Model server is up · SmolLM2-135M-Instruct" in texts(sample_page.sidebar.success)
+    assert sample_page.selectbox(key="collection").value == "sample-docs"
+    assert sample_page.slider[0].value == 4
+    assert sample_page.radio[0].options == [
+        "Factual (0.0)",
+        "Technical (0.3)",
+        "Conversational (0.7)",
+        "Creative (1.0)",
+    ]
+    assert sample_page.radio[0].value == "Factual"
+    assert any("documents" in c and "chunks" in c for c in texts(sample_page.sidebar.caption))
+
+
+def test_a_question_gets_an_answer_with_sources_and_speed(sample_page: AppTest) -> None:
+    ask(sample_page, KNOWN)
+    user, assistant = sample_page.chat_message
+    assert user.name == "user" and user.markdown[0].value == KNOWN
+    assert assistant.name == "assistant" and assistant.markdown[0].value.strip()
+    labels = [e.label for e in assistant.expander]
+    assert any(label.split(",")[0].endswith("configuration.md") for label in labels), labels
+    heading = texts(assistant.markdown)[1]
+    assert heading in ("**Sources**", "**Passages searched** (the answer cites none)")
+    metrics = texts(assistant.caption)[-1]
+    assert metrics.startswith("first token ") and "tokens/s" in metrics
+    assert not assistant.error
+    assert "stop" not in [b.key for b in sample_page.button]  # shown only while it streams
+
+
+def test_cited_sources_are_numbered_and_open_on_the_passage(
+    sample_page: AppTest, sample_retriever: Retriever
+) -> None:
+    passage = sample_retriever.search(KNOWN, 1)[0]
+    reply = session.Message(
+        "assistant",
+        "Set QUARRY_SERVER_PORT [1].",
+        citations=[Citation(1, passage)],
+        passages=[passage],
+        finished=True,
+        ttft_s=0.5,
+        tokens_per_s=20.0,
+        output_tokens=8,
+    )
+    sample_page.session_state["conversation"] = session.Conversation(
+        [session.Message("user", KNOWN), reply]
+    )
+    sample_page.run()
+    (expander,) = sample_page.chat_message[1].expander
+    assert expander.label == f"[1] {passage.label}"
+    assert expander.markdown[0].value == session.quiet_headings(passage.text)
+    assert "first token 0.50 s · 20.0 tokens/s · 8 tokens" in texts(sample_page.caption)
+
+
+def test_a_question_the_documents_cannot_answer_is_refused(sample_page: AppTest) -> None:
+    ask(sample_page, UNKNOWN)
+    assistant = sample_page.chat_message[1]
+    assert "I couldn't find this in your documents" in assistant.markdown[0].value
+    assert not assistant.expander and not assistant.error
+
+
+def test_a_follow_up_is_asked_with_the_conversation(sample_page: AppTest) -> None:
+    ask(ask(sample_page, KNOWN), "And the chat page?")
+    assert len(sample_page.chat_message) == 4
+    follow_up = sample_page.chat_message[3]
+    # The rewrite step only runs when the chain was given earlier turns.
+    assert any(c.startswith("Searching for:") for c in texts(follow_up.caption))
+
+
+def test_new_chat_clears_the_conversation_and_keeps_the_collection(
+    sample_page: AppTest,
+) -> None:
+    ask(sample_page, UNKNOWN)
+    assert len(sample_page.chat_message) == 2
+    sample_page.button[0].click().run()  # New chat
+    assert not sample_page.chat_message
+    assert sample_page.selectbox(key="collection").value == "sample-docs"
+
+
+def test_a_question_too_long_for_the_model_is_a_message(sample_page: AppTest) -> None:
+    ask(sample_page, "Why is the port of the model server 8000? " * 300)
+    (error,) = sample_page.chat_message[1].error
+    assert "The question needs" in error.value and "shorter question" in error.value
+
+
+def test_the_server_being_down_is_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    point_page_at(monkeypatch, free_port(), tmp_path, "notes")
+    page = open_page()
+    assert "No model server answers" in texts(page.sidebar.error)[0]
+    ask(page, KNOWN)
+    (error,) = page.chat_message[1].error
+    assert "No model server answers" in error.value and "quarry serve" in error.value
+
+
+def test_a_collection_that_does_not_exist_yet_is_explained(
+    monkeypatch: pytest.MonkeyPatch, vllm_server: RunningServer, tmp_path: Path
+) -> None:
+    point_page_at(monkeypatch, vllm_server.settings.server.port, tmp_path, "not-there")
+    page = open_page()
+    assert "Not created yet: add documents below." in texts(page.sidebar.caption)
+    ask(page, KNOWN)
+    (info,) = page.chat_message[1].info
+    assert 'The collection "not-there" does not exist yet' in info.value
+
+
+def test_an_upload_is_ingested_into_the_current_collection(
+    monkeypatch: pytest.MonkeyPatch, vllm_server: RunningServer, tmp_path: Path
+) -> None:
+    point_page_at(monkeypatch, vllm_server.settings.server.port, tmp_path, "notes")
+    page = open_page()
+    uploader = page.file_uploader[0]
+    assert set(uploader.allowed_type) >= {".md", ".pdf", ".docx", ".html"}
+    uploader.upload("../../escape.md", b"# Granite\n\nThe quarry ships granite on Tuesdays.\n")
+    page.run()  # a browser reruns the page when a file arrives; that enables the button
+    page.button(key="add").click().run()
+    assert not page.exception
+    assert texts(page.sidebar.success)[-1].startswith("notes: 1 added")
+    assert "1 documents, 1 chunks" in texts(page.sidebar.caption)
+    stored = tmp_path / "uploads" / "notes" / "escape.md"
+    assert stored.read_text().startswith("# Granite")
+    assert sorted(p.name for p in tmp_path.rglob("escape.md")) == ["escape.md"]
+    assert not page.file_uploader[0].value  # a fresh upload box for the next files
+
+    ask(page, "On which day is granite shipped?")
+    labels = [e.label for e in page.chat_message[1].expander]
+    assert labels and labels[0].startswith("escape.md"), labels
+
+
+def test_a_stopped_answer_keeps_its_text_and_is_marked(
+    vllm_server: RunningServer, sample_settings: QuarrySettings, sample_retriever: Retriever
+) -> None:
+    """Stop, like any click during a run, interrupts the script inside an `st` call with a
+    BaseException; the partial answer must survive into the conversation."""
+    settings = sample_settings.model_copy(update={"server": vllm_server.settings.server})
+    chain = build_chain(settings, "sample-docs", embedder=sample_retriever.embedder)
+    conv = session.Conversation()
+    seen: list[str] = []
+
+    def stop_after_a_few_tokens(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 5:
+            raise StopException()
+
+    with pytest.raises(StopException):
+        session.answer(conv, KNOWN, lambda: chain, stop_after_a_few_tokens, lambda _: None)
+    user, reply = conv.messages
+    page = AppTest.from_file(str(UI), default_timeout=60)
+    page.session_state["conversation"] = conv
+    page.run()
+    assert "Stopped: the answer is incomplete." in texts(page.chat_message[1].caption)[0]
+    assert user.text == KNOWN
+    assert reply.stopped and not reply.finished and reply.text == seen[-1]
+    assert conv.history() == []  # half an answer is not replayed to the model
+
+
+def test_settings_errors_are_shown_on_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUARRY_CHAT_TOP_K", "many")
+    page = AppTest.from_file(str(UI), default_timeout=60).run()
+    assert not page.exception
+    assert "chat.top_k" in page.error[0].value
