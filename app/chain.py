@@ -12,6 +12,7 @@ the answer says what was left out.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Answer:
     question_screen: Screen | None = None
     flagged_chunk_ids: set[str] = field(default_factory=set)
     citation_checks: list[CitationCheck] = field(default_factory=list)
+    looped: bool = False  # cut short because the model kept repeating itself
 
     @property
     def unsupported_citations(self) -> list[CitationCheck]:
@@ -99,6 +101,39 @@ Event = Token | Status | Answer
 
 def history_messages(history: Sequence[Turn]) -> list[BaseMessage]:
     return [HumanMessage(t.content) if t.role == "user" else AIMessage(t.content) for t in history]
+
+
+SENTENCE_RE = re.compile(r"[^.!?\n]*[.!?\n]+")
+LOOP_REPEATS = 3  # the same sentence this many times: small models rarely recover
+
+
+def _sentences(text: str) -> list[str]:
+    return [m.group(0) for m in SENTENCE_RE.finditer(text)]
+
+
+def is_looping(text: str) -> bool:
+    """True when a complete sentence of some length has appeared LOOP_REPEATS times."""
+    counts: dict[str, int] = {}
+    for sentence in _sentences(text):
+        key = " ".join(sentence.split()).lower()
+        if len(key) >= 12:
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] >= LOOP_REPEATS:
+                return True
+    return False
+
+
+def without_repeats(text: str) -> str:
+    """The text with each repeated sentence kept once, where it first appeared."""
+    seen: set[str] = set()
+    kept = []
+    for sentence in _sentences(text):
+        key = " ".join(sentence.split()).lower()
+        if len(key) >= 12 and key in seen:
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    return "".join(kept).strip()
 
 
 def stable_order(passages: Sequence[Passage]) -> list[Passage]:
@@ -246,13 +281,22 @@ class ChatChain:
                 llm = self.llm.bind_tools(tool_schemas(), strict=True)
             reply: AIMessageChunk | None = None
             text = ""
-            for chunk in llm.stream(messages):
+            stream = llm.stream(messages)
+            pieces = 0  # vLLM streams about a token a piece
+            for chunk in stream:
                 reply = chunk if reply is None else reply + chunk
                 if chunk.content:
                     if answer.ttft_s is None:
                         answer.ttft_s = time.monotonic() - started
                     text += str(chunk.content)
+                    pieces += 1
                     yield Token(str(chunk.content))
+                    if is_looping(text):
+                        stream.close()  # ends the HTTP stream: the server stops generating
+                        answer.looped = True
+                        answer.output_tokens += pieces  # no usage report when cut
+                        yield Status("Stopped an answer that kept repeating itself.")
+                        return without_repeats(text)
             if reply is not None and reply.usage_metadata:
                 answer.output_tokens += reply.usage_metadata["output_tokens"]
             if reply is None or not (reply.tool_calls or reply.invalid_tool_calls):

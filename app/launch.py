@@ -22,6 +22,10 @@ def streamlit_command(settings: QuarrySettings) -> list[str]:
         "--server.port", str(settings.chat.ui_port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        # Watching files would walk transformers' lazy modules (and their torchvision
+        # imports) from any working folder: nothing to reload in an installed app.
+        "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
     ]  # fmt: skip
 
 

@@ -133,6 +133,8 @@ class Message:
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     output_tokens: int = 0
+    flagged: set[str] = field(default_factory=set)  # chunk ids that carry instructions
+    unsupported: set[int] = field(default_factory=set)  # citations the passage doesn't back
 
     @property
     def stopped(self) -> bool:
@@ -232,7 +234,19 @@ def _fill(reply: Message, done: Answer) -> None:
     reply.ttft_s = done.ttft_s
     reply.tokens_per_s = done.tokens_per_s
     reply.output_tokens = done.output_tokens
+    reply.flagged = set(done.flagged_chunk_ids)
+    reply.unsupported = {check.number for check in done.unsupported_citations}
     reply.finished = True
+
+
+def source_title(reply: Message, number: int | None, passage: Passage) -> str:
+    """An expander's title: the source, and what the checks found wrong with it."""
+    title = f"[{number}] {passage.label}" if number is not None else passage.label
+    if number in reply.unsupported:
+        title += " · :orange[does not seem to support the sentence citing it]"
+    if passage.chunk_id in reply.flagged:
+        title += " · :red[contains instructions to the assistant, quoted as untrusted data]"
+    return title
 
 
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)

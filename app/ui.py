@@ -89,7 +89,7 @@ with st.sidebar:
 def show_reply(message: Message) -> None:
     """An answer's text, its sources, notes and speed, or the message that replaced it."""
     for note in message.notes:  # what the chain did first: the rewritten search, cuts
-        st.caption(note)
+        (st.warning if note.startswith("Warning:") else st.caption)(note)
     if message.text:
         st.markdown(message.text.replace("$", r"\$"))
     if message.notice:
@@ -99,12 +99,12 @@ def show_reply(message: Message) -> None:
     if message.citations:
         st.markdown("**Sources**")
         for citation in message.citations:
-            with st.expander(f"[{citation.number}] {citation.passage.label}"):
+            with st.expander(session.source_title(message, citation.number, citation.passage)):
                 st.markdown(session.quiet_headings(citation.passage.text))
     elif message.passages:  # a small model may not cite: still show what it was given
         st.markdown("**Passages searched** (the answer cites none)")
         for passage in message.passages:
-            with st.expander(passage.label):
+            with st.expander(session.source_title(message, None, passage)):
                 st.markdown(session.quiet_headings(passage.text))
     if message.metrics:
         st.caption(message.metrics)

@@ -11,7 +11,7 @@ import pytest
 
 from app.budget import ContextTooLongError
 from app.chain import Turn
-from app.retrieval import EmptyCollectionError
+from app.retrieval import EmptyCollectionError, Passage
 from app.session import (
     CONTEXT_TOO_LONG,
     Conversation,
@@ -22,6 +22,7 @@ from app.session import (
     quiet_headings,
     safe_name,
     save_uploads,
+    source_title,
     upload_folder,
     upload_path,
 )
@@ -134,3 +135,15 @@ def test_passage_headings_are_shown_as_bold_lines() -> None:
     assert quiet_headings(text) == (
         "**Changing the port**\n\nUse --port.\n**Chat page**\n#hashtag stays"
     )
+
+
+def test_source_titles_say_what_the_checks_found() -> None:
+    passage = Passage("c7", "text", "notes.md", "", "Setup", None, 0, 0.5)
+    reply = Message("assistant", flagged={"c7"}, unsupported={2})
+    assert source_title(reply, 1, passage) == (
+        "[1] notes.md, Setup · :red[contains instructions to the assistant, quoted as "
+        "untrusted data]"
+    )
+    clean = Message("assistant", unsupported={2})
+    assert "does not seem to support" in source_title(clean, 2, passage)
+    assert source_title(clean, None, passage) == "notes.md, Setup"
