@@ -29,7 +29,7 @@ from langchain_core.messages import (
 from langchain_openai import ChatOpenAI
 
 from app.budget import ContextTooLongError, TokenCounter
-from app.citation_check import CitationCheck, check_citations
+from app.citation_check import CitationCheck, attribute, check_citations
 from app.citations import Citation, resolve
 from app.prompts import render
 from app.retrieval import Passage, Retriever
@@ -80,6 +80,7 @@ class Answer:
     flagged_chunk_ids: set[str] = field(default_factory=set)
     citation_checks: list[CitationCheck] = field(default_factory=list)
     looped: bool = False  # cut short because the model kept repeating itself
+    attributed: bool = False  # the model cited nothing: Quarry added the markers
 
     @property
     def unsupported_citations(self) -> list[CitationCheck]:
@@ -230,6 +231,11 @@ class ChatChain:
             )
         text = yield from self._generate(messages, registry, answer, started)
         answer.text, answer.citations = resolve(text, registry.passages)
+        if not answer.citations:
+            attributed = attribute(answer.text, registry.passages, self.retriever.embedder)
+            if attributed != answer.text:
+                answer.text, answer.citations = resolve(attributed, registry.passages)
+                answer.attributed = True
         answer.passages = registry.passages
         answer.citation_checks = check_citations(
             answer.text, answer.citations, self.retriever.embedder

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.citations import MARKER_RE, Citation
+from app.retrieval import Passage
 from ingest.embedding import Embedder
 
 SENTENCE_RE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)(?:\s*\[[\d,\s]+\])*", re.M)
@@ -76,3 +77,35 @@ def check_citations(
             CitationCheck(number, sentence, lexical_support(sentence, passages[number]), similarity)
         )
     return checks
+
+
+def attribute(answer: str, passages: Sequence[Passage], embedder: Embedder) -> str:
+    """Add [n] after each sentence that one of the passages clearly supports.
+
+    For models that do not cite by themselves (the small CPU model seldom does): the same two
+    signals as the check pick, for each sentence, the passage that supports it best, and a
+    marker is added only when that passage passes the check. The text is otherwise kept as is.
+    """
+    spans = [m.span() for m in SENTENCE_RE.finditer(answer) if m.group(0).strip()]
+    if not spans or not passages:
+        return answer
+    sentences = [answer[a:b].strip() for a, b in spans]
+    vectors = embedder.encode(sentences + [p.text for p in passages])
+    passage_vectors = vectors[len(sentences) :]
+    out, position = [], 0
+    for (start, end), sentence, vector in zip(spans, sentences, vectors, strict=False):
+        best: CitationCheck | None = None
+        for number, (passage, other) in enumerate(zip(passages, passage_vectors, strict=True), 1):
+            similarity = sum(x * y for x, y in zip(vector, other, strict=True))
+            check = CitationCheck(
+                number, sentence, lexical_support(sentence, passage.text), similarity
+            )
+            if check.supported and (best is None or check.similarity > best.similarity):
+                best = check
+        end_of_text = start + len(answer[start:end].rstrip())
+        out.append(answer[position:end_of_text])
+        if best is not None:
+            out.append(f" [{best.number}]")
+        position = end_of_text
+    out.append(answer[position:])
+    return "".join(out)

@@ -135,6 +135,7 @@ class Message:
     output_tokens: int = 0
     flagged: set[str] = field(default_factory=set)  # chunk ids that carry instructions
     unsupported: set[int] = field(default_factory=set)  # citations the passage doesn't back
+    attributed: bool = False  # the model cited nothing; the markers were added by Quarry
 
     @property
     def stopped(self) -> bool:
@@ -236,6 +237,7 @@ def _fill(reply: Message, done: Answer) -> None:
     reply.output_tokens = done.output_tokens
     reply.flagged = set(done.flagged_chunk_ids)
     reply.unsupported = {check.number for check in done.unsupported_citations}
+    reply.attributed = done.attributed
     reply.finished = True
 
 

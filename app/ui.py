@@ -98,6 +98,8 @@ def show_reply(message: Message) -> None:
         st.caption(":material/stop_circle: Stopped: the answer is incomplete.")
     if message.citations:
         st.markdown("**Sources**")
+        if message.attributed:
+            st.caption("The model cited nothing: these numbers were matched to the passages.")
         for citation in message.citations:
             with st.expander(session.source_title(message, citation.number, citation.passage)):
                 st.markdown(session.quiet_headings(citation.passage.text))

@@ -54,6 +54,8 @@ def test_an_answer_streams_and_cites_only_retrieved_passages(chain: ChatChain) -
     assert len(tokens) > 3
     assert not answer.refused
     assert "configuration.md" in {p.source for p in answer.passages}
+    assert answer.citations, answer.text  # by the model, or matched by Quarry
+    assert answer.citations[0].passage.source == "configuration.md"
     assert all(1 <= c.number <= len(answer.passages) for c in answer.citations)
     assert answer.ttft_s is not None and 0 < answer.ttft_s < answer.seconds
     assert answer.output_tokens > 3 and answer.tokens_per_s

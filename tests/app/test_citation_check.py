@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.citation_check import check_citations, cited_sentences, lexical_support
+from app.citation_check import attribute, check_citations, cited_sentences, lexical_support
 from app.citations import Citation
 from app.retrieval import Passage
 from ingest.embedding import Embedder
@@ -39,3 +39,9 @@ def test_a_supported_and_an_unsupported_citation(embedder: Embedder) -> None:
 
 def test_no_citations_no_checks(embedder: Embedder) -> None:
     assert check_citations("Nothing cited.", [Citation(1, PORTS)], embedder) == []
+
+
+def test_a_model_that_cites_nothing_gets_citations_where_supported(embedder: Embedder) -> None:
+    answer = "Change the port with the --port flag.\nBananas grow in Ecuador."
+    attributed = attribute(answer, [PRESETS, PORTS], embedder)
+    assert attributed == "Change the port with the --port flag. [2]\nBananas grow in Ecuador."
