@@ -129,11 +129,10 @@ def start_quarry_serve(
     return process, output, reader
 
 
-@pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    port = free_port()
-    env = server_env(tmp_path_factory.mktemp("server-data"), port)
-    process, output, reader = start_quarry_serve(env)
+def wait_until_ready(
+    process: subprocess.Popen[str], output: list[str], reader: threading.Thread
+) -> None:
+    """Until `quarry serve` prints its ready line; a clear failure if it exits or hangs."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while not any("vLLM is ready" in line for line in output):
         if process.poll() is not None:
@@ -144,6 +143,27 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
             pytest.fail(f"quarry serve not ready in {SERVER_START_TIMEOUT_S} s:\n{''.join(output)}")
         time.sleep(0.5)
     time.sleep(0.5)  # the table after the ready line
+
+
+def stop_with_ctrl_c(process: subprocess.Popen[str], output: list[str], port: int) -> None:
+    """Ctrl-C, then check `quarry serve` exited 0 and nothing listens on its port."""
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("quarry serve did not stop within 90 s of Ctrl-C")
+    assert code == 0, f"quarry serve exited with {code} after Ctrl-C:\n{''.join(output)}"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "vLLM still listens after Ctrl-C"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    port = free_port()
+    env = server_env(tmp_path_factory.mktemp("server-data"), port)
+    process, output, reader = start_quarry_serve(env)
+    wait_until_ready(process, output, reader)
     settings = load_settings(
         profile="cpu",
         data_dir=env["QUARRY_DATA_DIR"],
@@ -154,13 +174,4 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
         },
     )
     yield RunningServer(settings=settings, env=env, process=process, output=output)
-
-    process.send_signal(signal.SIGINT)
-    try:
-        code = process.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("quarry serve did not stop within 90 s of Ctrl-C")
-    assert code == 0, f"quarry serve exited with {code} after Ctrl-C:\n{''.join(output)}"
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "vLLM still listens after Ctrl-C"
+    stop_with_ctrl_c(process, output, port)
