@@ -192,10 +192,9 @@ def tools_command(
         results = evaluate(client, model, load_items(SHIPPED_TOOLS_SET), tool_choice, strict=strict)
     except BadRequestError as exc:
         err_console.print(
-            f"[red]The server refused tool calls ({exc.message}). Start it with "
-            "QUARRY_SERVER_ENABLE_AUTO_TOOL_CHOICE=true and a parser "
-            "(QUARRY_SERVER_TOOL_CALL_PARSER=hermes on the cpu profile), or use "
-            "--tool-choice required.[/red]"
+            f"[red]The server refused tool calls ({exc.message}). vLLM needs a tool-call "
+            "parser for any tool_choice: start it with QUARRY_SERVER_ENABLE_AUTO_TOOL_CHOICE=true "
+            "and QUARRY_SERVER_TOOL_CALL_PARSER (hermes for the cpu profile's model).[/red]"
         )
         raise typer.Exit(2) from None
     data = {

@@ -281,8 +281,10 @@ def profile_defaults(profile: Profile, settings: QuarrySettings) -> dict[str, An
         "max_model_len": 8192,
         "tensor_parallel_size": 1,
         "dtype": "bfloat16",
-        # SmolLM2 cannot call tools reliably; the app retrieves first on this profile.
-        "enable_auto_tool_choice": False,
+        # The server accepts tools (so `quarry eval tools` can measure them), but SmolLM2
+        # does not call them by itself: the chat retrieves first on this profile.
+        "enable_auto_tool_choice": True,
+        "tool_call_parser": "hermes",
         "enforce_eager": True,
         "kv_cache_space_gib": default_cpu_kv_cache_gib(),
     }

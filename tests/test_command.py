@@ -64,7 +64,7 @@ def test_cpu_profile_sizes_the_kv_cache_through_the_environment(tmp_path: Path) 
     assert "--enforce-eager" in command.argv
     assert "--enable-prefix-caching" in command.argv
     assert "--gpu-memory-utilization" not in command.argv
-    assert "--enable-auto-tool-choice" not in command.argv
+    assert command.argv[-3:] == ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
     assert command.argv[command.argv.index("--model") + 1] == str(
         tmp_path / "models" / "SmolLM2-135M-Instruct"
     )

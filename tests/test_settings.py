@@ -24,7 +24,8 @@ def test_cpu_profile_defaults(tmp_path: Path) -> None:
     assert s.server.enable_prefix_caching is True
     assert s.server.enforce_eager is True
     assert s.server.kv_cache_space_gib is not None and s.server.kv_cache_space_gib >= 1
-    assert s.server.enable_auto_tool_choice is False
+    assert (s.server.enable_auto_tool_choice, s.server.tool_call_parser) == (True, "hermes")
+    assert s.chat.use_tools is False  # the small model retrieves first
 
 
 def test_gpu_profile_defaults() -> None:
