@@ -29,7 +29,7 @@ from langchain_core.messages import (
 from langchain_openai import ChatOpenAI
 
 from app.budget import ContextTooLongError, TokenCounter
-from app.citation_check import CitationCheck, attribute, check_citations
+from app.citation_check import CitationCheck, ask_model, attribute, check_citations
 from app.citations import Citation, resolve
 from app.prompts import render
 from app.retrieval import Passage, Retriever
@@ -240,6 +240,8 @@ class ChatChain:
         answer.citation_checks = check_citations(
             answer.text, answer.citations, self.retriever.embedder
         )
+        if self.settings.verify_citations_with_model and answer.citation_checks:
+            answer.citation_checks = ask_model(answer.citation_checks, answer.citations, self.llm)
         answer.seconds = time.monotonic() - started
         yield answer
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from langchain_core.messages import HumanMessage
 
 from app.citations import MARKER_RE, Citation
+from app.prompts import render
 from app.retrieval import Passage
 from ingest.embedding import Embedder
 
@@ -33,9 +37,12 @@ class CitationCheck:
     sentence: str
     lexical: float
     similarity: float
+    model_says: bool | None = None  # the served model's yes/no, when it was asked
 
     @property
     def supported(self) -> bool:
+        if self.model_says is not None:
+            return self.model_says
         return self.lexical >= MIN_LEXICAL or self.similarity >= MIN_SIMILARITY
 
 
@@ -109,3 +116,17 @@ def attribute(answer: str, passages: Sequence[Passage], embedder: Embedder) -> s
         position = end_of_text
     out.append(answer[position:])
     return "".join(out)
+
+
+def ask_model(
+    checks: Sequence[CitationCheck], citations: Sequence[Citation], llm: Any
+) -> list[CitationCheck]:
+    """The checks with the served model's own yes/no added (one short request each)."""
+    passages = {c.number: c.passage.text for c in citations}
+    asked = []
+    for check in checks:
+        prompt = render("support", passage=passages[check.number], sentence=check.sentence)
+        reply = llm.invoke([HumanMessage(prompt)], temperature=0, max_tokens=2)
+        says = str(reply.content).strip().lower().startswith("yes")
+        asked.append(replace(check, model_says=says))
+    return asked

@@ -188,6 +188,9 @@ class ChatSettings(Section):
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(512, ge=1)
     rewrite_followups: bool = True
+    verify_citations_with_model: bool = Field(
+        False, description="Also ask the served model whether each cited passage supports."
+    )
     use_tools: bool | None = Field(None, description="Default: on for gpu, off for cpu.")
     max_tool_rounds: int = Field(3, ge=0, le=10)
     ui_host: str = "127.0.0.1"

@@ -133,3 +133,12 @@ def test_a_planted_document_is_flagged_and_quoted(
     _, answer = _run(planted_chain, "How long is the warranty?")
     assert answer.flagged_chunk_ids
     assert answer.flagged_chunk_ids <= {p.chunk_id for p in answer.passages}
+
+
+def test_citations_can_also_be_put_to_the_served_model(chain: ChatChain) -> None:
+    settings = chain.settings.model_copy(update={"verify_citations_with_model": True})
+    asking = ChatChain(chain.llm, chain.retriever, settings, counter=chain.counter)
+    _, answer = _run(asking, "How do I change the port of the model server?")
+    assert answer.citation_checks
+    assert all(check.model_says is not None for check in answer.citation_checks)
+    assert all(check.supported == check.model_says for check in answer.citation_checks)

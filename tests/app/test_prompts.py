@@ -19,7 +19,7 @@ PASSAGES = [
 
 def test_every_prompt_file_is_covered_here() -> None:
     assert {p.stem for p in PROMPTS_DIR.glob("*.md")} == {
-        "system", "answer", "rewrite", "no_answer", "judge"
+        "system", "answer", "rewrite", "no_answer", "judge", "support"
     }  # fmt: skip
 
 
@@ -90,4 +90,11 @@ def test_judge_prompt_lists_passages_and_asks_yes_or_no() -> None:
     text = render("judge", passages=["Port 8000.", "Ctrl-C stops it."], answer="It uses 8000 [1].")
     assert "[1] Port 8000.\n[2] Ctrl-C stops it." in text
     assert "Answer: It uses 8000 [1]." in text
+    assert text.endswith("yes or no.")
+
+
+def test_support_prompt_pairs_a_passage_with_a_sentence() -> None:
+    text = render("support", passage="Port 8000 by default.", sentence="It listens on 8000.")
+    assert text.startswith("Passage:\nPort 8000 by default.")
+    assert "Sentence: It listens on 8000." in text
     assert text.endswith("yes or no.")
