@@ -86,10 +86,6 @@ class Answer:
     def unsupported_citations(self) -> list[CitationCheck]:
         return [c for c in self.citation_checks if not c.supported]
 
-    def turns(self, question: str) -> list[Turn]:
-        """The two turns to append to the history after this answer."""
-        return [Turn("user", question), Turn("assistant", self.text)]
-
     @property
     def tokens_per_s(self) -> float | None:
         if self.ttft_s is None or self.output_tokens < 2 or self.seconds <= self.ttft_s:
