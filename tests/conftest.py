@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from app.retrieval import Retriever
+from eval.server_metrics import free_port
 from ingest.embedding import Embedder
 from ingest.pipeline import ingest
 from quarry.settings import QuarrySettings, load_settings
@@ -29,12 +30,6 @@ SERVER_START_TIMEOUT_S = 600
 # Small enough to start fast on two cores, large enough for a long shared prefix.
 TEST_MAX_MODEL_LEN = 2048
 TEST_KV_CACHE_GIB = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -145,17 +140,32 @@ def wait_until_ready(
     time.sleep(0.5)  # the table after the ready line
 
 
-def stop_with_ctrl_c(process: subprocess.Popen[str], output: list[str], port: int) -> None:
-    """Ctrl-C, then check `quarry serve` exited 0 and nothing listens on its port."""
-    process.send_signal(signal.SIGINT)
+def stop_cleanly(
+    process: subprocess.Popen[str],
+    output: list[str],
+    port: int,
+    *,
+    name: str,
+    stop_signal: int = signal.SIGINT,
+    timeout_s: float = 90,
+) -> None:
+    """Send `stop_signal`, then check the process exited 0 and nothing listens on its port."""
+    process.send_signal(stop_signal)
     try:
-        code = process.wait(timeout=90)
+        code = process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail("quarry serve did not stop within 90 s of Ctrl-C")
-    assert code == 0, f"quarry serve exited with {code} after Ctrl-C:\n{''.join(output)}"
+        pytest.fail(
+            f"{name} did not stop within {timeout_s:.0f} s of {signal.Signals(stop_signal).name}"
+        )
+    assert code == 0, f"{name} exited with {code}:\n{''.join(output)}"
     with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "vLLM still listens after Ctrl-C"
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens on {port}"
+
+
+def stop_with_ctrl_c(process: subprocess.Popen[str], output: list[str], port: int) -> None:
+    """Ctrl-C, as a user stops `quarry serve`: vLLM and its workers must be gone."""
+    stop_cleanly(process, output, port, name="quarry serve")
 
 
 @pytest.fixture(scope="session")

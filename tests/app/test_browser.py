@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import pytest
 
 from app.retrieval import Retriever
 from quarry.settings import QuarrySettings
-from tests.conftest import RunningServer, free_port
+from tests.conftest import RunningServer, free_port, stop_cleanly
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator
@@ -104,17 +103,11 @@ def chat_url(
         wait_for_page(url, process, output)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            pytest.fail("streamlit did not stop within 30 s of SIGTERM")
+        stop_cleanly(
+            process, output, port, name="streamlit", stop_signal=signal.SIGTERM, timeout_s=30
+        )
         reader.join(timeout=5)
-    assert code == 0, f"streamlit exited with {code}:\n{''.join(output)}"
     assert "Traceback" not in "".join(output), "".join(output)
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "streamlit still listens"
 
 
 def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from eval.server_metrics import free_port
 from ingest.embedding import Embedder
 from ingest.pipeline import ingest
 from ingest.report import IngestReport
@@ -25,18 +25,12 @@ from quarry.settings import QuarrySettings, load_settings
 CHROMA_START_TIMEOUT_S = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ChromaServer:
     """A real `chroma run` on a free port: health-polled, and stopped (terminate, then kill)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.port = _free_port()
+        self.port = free_port()
         self.log = path.parent / "chroma.log"
         self.process: subprocess.Popen[bytes] | None = None
 
