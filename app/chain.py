@@ -201,7 +201,7 @@ class ChatChain:
         query = self.standalone_query(question, history)
         if query != question:
             yield Status(f"Searching for: {query}")
-        passages = self.retriever.search(query, self.settings.top_k)
+        passages = self.retriever.search(query, self.retriever.top_k)
         if not passages and not self.settings.use_tools:
             text = render("no_answer", collection=self.collection)
             yield Token(text)
@@ -246,7 +246,7 @@ class ChatChain:
     ) -> tuple[list[BaseMessage], PassageRegistry]:
         """The request, shortened until it leaves room for the answer: oldest turns first,
         then the lowest-ranked passages. Never truncated silently by the server."""
-        by_rank = sorted(passages, key=lambda p: p.score)  # the first to go is the weakest
+        by_rank = passages[::-1]  # retrieval order reversed: the first to go is the weakest
         while True:
             registry = PassageRegistry()
             messages = self.messages(question, history, stable_order(by_rank), registry)

@@ -1,17 +1,25 @@
 """Find the passages of a collection that answer a query, or say that none do.
 
-The collection is the one `quarry ingest` wrote (cosine space, one chunk a record). The query
-is embedded with the model the collection records, so vectors are always comparable.
+Two searches run side by side: dense vectors (meaning) from Chroma and BM25 (exact words)
+from the collection's keyword index. Their rankings are fused by reciprocal rank fusion,
+which needs no score calibration between the two; an optional cross-encoder then reorders
+the best fused hits. Whether to answer at all is decided by the best cosine similarity: below
+`min_score` nothing in the collection is about the question. Every default is measured in
+docs/decisions.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ingest.embedding import Embedder
+from ingest.keyword_index import KeywordIndex, index_folder
 from ingest.store import Store, StoreError, open_client
-from quarry.settings import QuarrySettings
+from quarry.settings import QuarrySettings, RetrievalSettings
+
+RRF_K = 60  # the constant of Cormack et al. (2009); ranks matter, not raw scores
 
 
 @dataclass(frozen=True)
@@ -62,17 +70,62 @@ class EmptyCollectionError(StoreError):
     """There is nothing to search yet; the message says how to add documents."""
 
 
-class Retriever:
-    """Vector search over one collection, with a relevance floor."""
+class Reranker:
+    """A sentence-transformers CrossEncoder that scores (query, passage) pairs jointly."""
 
-    def __init__(self, store: Store, embedder: Embedder, *, min_score: float = 0.0) -> None:
+    def __init__(self, name: str) -> None:
+        from sentence_transformers import CrossEncoder
+
+        try:
+            self.model = CrossEncoder(name)
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"cannot load the reranker {name!r} (retrieval.reranker): {exc}. Give a "
+                "CrossEncoder model name or folder, or unset it to search without one."
+            ) from None
+        self.name = name
+
+    def rank(self, query: str, passages: list[Passage]) -> list[Passage]:
+        if len(passages) < 2:
+            return passages
+        scores = self.model.predict([(query, p.text) for p in passages], show_progress_bar=False)
+        order = sorted(range(len(passages)), key=lambda i: -float(scores[i]))
+        return [passages[i] for i in order]
+
+
+class Retriever:
+    """Hybrid search over one collection, with an abstention threshold."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        options: RetrievalSettings | None = None,
+        *,
+        keyword: KeywordIndex | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
-        self.min_score = min_score
+        self.options = options or RetrievalSettings()
+        self.keyword = keyword if self.options.hybrid_weight > 0 else None
+        self.reranker = reranker
+
+    @property
+    def top_k(self) -> int:
+        return self.options.top_k
+
+    @property
+    def min_score(self) -> float:
+        return self.options.min_score
 
     @classmethod
     def from_settings(
-        cls, settings: QuarrySettings, collection: str, embedder: Embedder | None = None
+        cls,
+        settings: QuarrySettings,
+        collection: str,
+        embedder: Embedder | None = None,
+        reranker: Reranker | None = None,
     ) -> Retriever:
         store = Store(open_client(settings), collection)
         if not store.exists():
@@ -83,25 +136,45 @@ class Retriever:
         model = store.model()
         if embedder is None or (model and embedder.name != model):
             embedder = Embedder(model or settings.embedding.model or "")
-        return cls(store, embedder, min_score=settings.chat.min_score)
+        options = settings.retrieval
+        if reranker is None and options.reranker:
+            reranker = Reranker(options.reranker)
+        keyword = KeywordIndex(index_folder(settings), collection)
+        return cls(store, embedder, options, keyword=keyword, reranker=reranker)
 
     def count(self) -> int:
         return int(self.store.chunks_collection().count())
 
     def search(self, query: str, k: int) -> list[Passage]:
-        """The `k` best passages scoring at least `min_score`, best first."""
+        """The `k` best passages, best first; none when nothing clears `min_score`."""
         if self.count() == 0:
             raise EmptyCollectionError(
                 f'The collection "{self.store.name}" is empty. Add documents with '
                 f"`quarry ingest PATH --collection {self.store.name}` or the upload box."
             )
         vector = self.embedder.encode([query])[0]
+        candidates = max(k, self.options.candidates)
+        dense = self._dense(vector, candidates)
+        if not dense or dense[0].score < self.options.min_score:
+            return []
+        ranked = dense if self.keyword is None else self._fuse(query, vector, dense, candidates)
+        if self.reranker is not None:
+            head = self.reranker.rank(query, ranked[: max(k, self.options.rerank_candidates)])
+            ranked = head + ranked[len(head) :]
+        return ranked[:k]
+
+    def best_score(self, query: str) -> float:
+        """The cosine similarity of the closest chunk: what abstention is decided on."""
+        dense = self._dense(self.embedder.encode([query])[0], 1)
+        return dense[0].score if dense else -1.0
+
+    def _dense(self, vector: Any, n: int) -> list[Passage]:
         found = self.store.chunks_collection().query(
             query_embeddings=[vector],
-            n_results=k,
+            n_results=n,
             include=["documents", "metadatas", "distances"],
         )
-        passages = [
+        return [
             Passage.from_chroma(i, text, meta, distance)
             for i, text, meta, distance in zip(
                 found["ids"][0],
@@ -111,7 +184,45 @@ class Retriever:
                 strict=True,
             )
         ]
-        return [p for p in passages if p.score >= self.min_score]
+
+    def _fuse(self, query: str, vector: Any, dense: list[Passage], n: int) -> list[Passage]:
+        """Reciprocal rank fusion of the dense and BM25 rankings, weighted by hybrid_weight."""
+        hits = self._keyword_index().search(query, n)
+        weight = self.options.hybrid_weight
+        fused: dict[str, float] = {}
+        for rank, passage in enumerate(dense):
+            fused[passage.chunk_id] = (1 - weight) / (RRF_K + rank + 1)
+        for rank, hit in enumerate(hits):
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (RRF_K + rank + 1)
+        known = {p.chunk_id: p for p in dense}
+        known.update(self._fetch([h.chunk_id for h in hits if h.chunk_id not in known], vector))
+        order = sorted(fused, key=lambda cid: -fused[cid])
+        return [known[cid] for cid in order if cid in known]
+
+    def _keyword_index(self) -> KeywordIndex:
+        """The index, reloaded or rebuilt once when the collection has changed since."""
+        index = self.keyword
+        assert index is not None
+        current = self.store.generation()
+        stale = index.generation != current
+        if stale and (index.stored_generation() != current or not index.load()):
+            index.rebuild(self.store)
+        return index
+
+    def _fetch(self, ids: list[str], vector: Any) -> dict[str, Passage]:
+        """Chunks found only by BM25, with their cosine similarity to the query."""
+        if not ids:
+            return {}
+        got = self.store.chunks_collection().get(
+            ids=ids, include=["documents", "metadatas", "embeddings"]
+        )
+        found = {}
+        for cid, text, meta, embedding in zip(
+            got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+        ):
+            passage = Passage.from_chroma(cid, text, meta, 1.0)
+            found[cid] = replace(passage, score=_cosine(vector, embedding))
+        return found
 
     def neighbours(self, source: str, chunk_index: int, radius: int) -> list[Passage]:
         """The chunks around one chunk of a document, in document order (to read more)."""
@@ -133,3 +244,9 @@ class Retriever:
             )
         ]
         return sorted(passages, key=lambda p: p.chunk_index)
+
+
+def _cosine(a: Any, b: Any) -> float:
+    dot = sum(float(x) * float(y) for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(float(x) ** 2 for x in a)) * math.sqrt(sum(float(y) ** 2 for y in b))
+    return dot / norm if norm else 0.0

@@ -55,9 +55,10 @@ def with_choices(
     settings: QuarrySettings, *, collection: str, top_k: int, temperature: float
 ) -> QuarrySettings:
     """A copy of the settings with the sidebar's choices in it (the chain reads only these)."""
-    chat = settings.chat.model_copy(update={"top_k": top_k, "temperature": temperature})
+    chat = settings.chat.model_copy(update={"temperature": temperature})
+    retrieval = settings.retrieval.model_copy(update={"top_k": top_k})
     ingest_conf = settings.ingest.model_copy(update={"collection": collection})
-    return settings.model_copy(update={"chat": chat, "ingest": ingest_conf})
+    return settings.model_copy(update={"chat": chat, "retrieval": retrieval, "ingest": ingest_conf})
 
 
 # -- cached resources ---------------------------------------------------------------------

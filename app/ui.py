@@ -46,7 +46,7 @@ with st.sidebar:
         if info.exists
         else "Not created yet: add documents below."
     )
-    top_k = st.slider("Passages per question (top-k)", 1, 20, min(base.chat.top_k, 20))
+    top_k = st.slider("Passages per question (top-k)", 1, 20, min(base.retrieval.top_k, 20))
     preset = st.radio(
         "Temperature",
         list(presets),

@@ -6,16 +6,18 @@ Exit codes: 0 when every threshold given is met, 1 when one is missed, 2 for usa
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from eval.qa import QaItem, QaSetError, load_qa
-from quarry.settings import QuarrySettings, SettingsError, load_settings
+from quarry.settings import QuarrySettings, RetrievalSettings, SettingsError, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,31 +66,46 @@ def _gate(summary: dict[str, float | None], thresholds: dict[str, float | None],
 def retrieval_command(
     collection: CollectionOpt = "quarry-docs",
     qa: QaOpt = SHIPPED_QA,
-    k: Annotated[str, typer.Option(help="Top-k values to compare, e.g. 4,8.")] = "4,8",
+    k: Annotated[str, typer.Option(help="Passages retrieved, one value or several: 4,10.")] = "10",
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A retrieval setting and the values to compare, e.g. hybrid_weight=0,0.5 or "
+            "reranker=none,cross-encoder/ms-marco-MiniLM-L-6-v2. Repeat to cross several."
+        ),
+    ] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Searches per question, for latency.")] = 1,
     output: OutputOpt = Path("reports"),
     min_hit_at_5: Annotated[float | None, typer.Option(help="Fail below this hit@5.")] = None,
     min_mrr: Annotated[float | None, typer.Option(help="Fail below this MRR@10.")] = None,
 ) -> None:
-    """hit@1, hit@5, MRR@10, nDCG@10 and latency, for each top-k side by side."""
-    from app.retrieval import EmptyCollectionError, Retriever
+    """hit@k, MRR@10, nDCG@10, latency and the abstention sweep, configurations side by side."""
+    from app.retrieval import EmptyCollectionError, Reranker, Retriever
     from eval.retrieval_eval import evaluate, markdown
+    from ingest.store import StoreError
 
     settings, items = _prepare(collection, qa)
+    configs = _configs(settings, k, compare or [])
+    rerankers: dict[str, Reranker] = {}
+    results = []
     try:
-        ks = [int(v) for v in k.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(
-            f"{k!r}: give integers separated by commas", param_hint="--k"
-        ) from None
-    if not ks or min(ks) < 1:
-        raise typer.BadParameter("give at least one k of 1 or more", param_hint="--k")
-    try:
-        retriever = Retriever.from_settings(settings, collection)
-    except EmptyCollectionError as exc:
+        embedder = None
+        for name, options in configs:
+            if options.reranker and options.reranker not in rerankers:
+                rerankers[options.reranker] = Reranker(options.reranker)
+            run_settings = settings.model_copy(update={"retrieval": options})
+            retriever = Retriever.from_settings(
+                run_settings,
+                collection,
+                embedder=embedder,
+                reranker=rerankers.get(options.reranker or ""),
+            )
+            embedder = retriever.embedder
+            with console.status(f"{name}: {len(items)} questions..."):
+                results.append(evaluate(retriever, items, options.top_k, name, repeat))
+    except (EmptyCollectionError, StoreError) as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    with console.status(f"Evaluating {len(items)} questions at k = {k}..."):
-        results = [evaluate(retriever, items, value) for value in ks]
     data = {
         r.name: {"summary": r.summary(), "questions": [asdict(q) for q in r.questions]}
         for r in results
@@ -101,6 +118,48 @@ def retrieval_command(
         for r in results
     )
     raise typer.Exit(code)
+
+
+def _configs(
+    settings: QuarrySettings, k: str, compare: list[str]
+) -> list[tuple[str, RetrievalSettings]]:
+    """Every combination of the compared values (k included), validated like settings."""
+    axes: list[tuple[str, list[str]]] = []
+    for spec in compare:
+        name, _, values = spec.partition("=")
+        name = name.strip().removeprefix("retrieval.")
+        if name not in RetrievalSettings.model_fields or not values.strip():
+            fields = ", ".join(RetrievalSettings.model_fields)
+            raise typer.BadParameter(
+                f"{spec!r}: give SETTING=V1,V2 with a retrieval setting ({fields})",
+                param_hint="--compare",
+            )
+        axes.append((name, [v.strip() for v in values.split(",")]))
+    axes.append(("top_k", [v.strip() for v in k.split(",") if v.strip()]))
+    configs: list[tuple[str, RetrievalSettings]] = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        update = {
+            name: None if value.lower() == "none" else value
+            for (name, _), value in zip(axes, combo, strict=True)
+        }
+        try:
+            options = RetrievalSettings.model_validate(
+                {**settings.retrieval.model_dump(), **update}
+            )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise typer.BadParameter(
+                f"retrieval.{problem['loc'][0]}: {problem['msg']}",
+                param_hint="--compare" if problem["loc"][0] != "top_k" else "--k",
+            ) from None
+        label = " ".join(
+            f"{'k' if name == 'top_k' else name}={value}"
+            for (name, _), value in zip(axes, combo, strict=True)
+        )
+        configs.append((label, options))
+    if not configs:
+        raise typer.BadParameter("give at least one k of 1 or more", param_hint="--k")
+    return configs
 
 
 @eval_app.command("answers")

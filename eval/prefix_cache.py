@@ -106,7 +106,7 @@ def run_conversation(
     history: list[PastTurn] = []
     results = []
     for number, question in enumerate(CONVERSATION, 1):
-        passages = chain.retriever.search(question, chain.settings.top_k)
+        passages = chain.retriever.search(question, chain.retriever.top_k)
         messages = layout(chain, question, history, passages)
         queried, hits = prefix_counters(base_url)
         started = time.monotonic()

@@ -214,6 +214,7 @@ def forget_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove documents from a collection, or the whole collection when no PATH is given."""
+    from ingest.keyword_index import KeywordIndex, index_folder
     from ingest.store import Store, StoreError, open_client, writer_lock
 
     settings = _settings(collection)
@@ -226,6 +227,7 @@ def forget_command(
                 what = f"the whole collection {collection!r}"
                 _confirm(yes, what)
                 store.drop()
+                KeywordIndex(index_folder(settings), collection).delete()
                 console.print(f"Removed {what}.")
                 return
             targets = [p.absolute() for p in paths]
@@ -241,6 +243,7 @@ def forget_command(
                 store.remove(record)
                 console.print(f"removed {record.source} ({record.chunks} chunks)")
             store.mark_updated()
+            KeywordIndex(index_folder(settings), collection).rebuild(store)
     except StoreError as exc:
         raise _fail(str(exc), 1) from None
 

@@ -14,6 +14,7 @@ from typing import Any
 from ingest import store as st
 from ingest.discover import discover
 from ingest.embedding import Embedder
+from ingest.keyword_index import KeywordIndex, index_folder
 from ingest.loaders import LOADERS, load
 from ingest.records import Chunk, LoadedDocument, LoadError, Outcome, SourceFile, Status
 from ingest.report import IngestReport
@@ -153,6 +154,8 @@ class _Run:
             else:
                 work.append(item)
         gone = [r for r in records.values() if r.doc_id not in seen_ids and not r.path.exists()]
+        if not self.dry_run and (work or (gone and self.prune)) and self.store.exists():
+            self.store.mark_updated()  # outdates the keyword index until it is rebuilt below
         self._match_moves(work, gone)
         moved = {w.moved_from.doc_id for w in work if w.moved_from}
         for record in gone:
@@ -161,6 +164,17 @@ class _Run:
         self._write(work)
         if not self.dry_run and (self.report.chunks_written or self.report.counts()["pruned"]):
             self.store.mark_updated()
+        if not self.dry_run and self.store.exists():
+            self._sync_keyword_index()
+
+    def _sync_keyword_index(self) -> None:
+        """Rebuild the BM25 index when the collection changed since it was built."""
+        index = KeywordIndex(index_folder(self.settings), self.store.name)
+        if index.stored_generation() == self.store.generation():
+            return
+        started = time.monotonic()
+        self.report.keyword_chunks = index.rebuild(self.store)
+        self.report.keyword_seconds = time.monotonic() - started
 
     def _inspect(self, file: SourceFile, previous: st.DocRecord | None) -> _Work | None:
         """Hash a file unless its size and time match the manifest; None when it is unusable."""

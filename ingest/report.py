@@ -20,6 +20,8 @@ class IngestReport:
     recovered: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     dry_run: bool = False
+    keyword_chunks: int | None = None  # chunks in the rebuilt keyword index (None: not rebuilt)
+    keyword_seconds: float = 0.0
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -54,4 +56,9 @@ class IngestReport:
             else f"; {self.chunks_written} chunks {verb} in {self.seconds:.1f} s "
             f"({self.chunks_per_second:.1f} chunks/s)"
         )
+        if self.keyword_chunks is not None:
+            tail += (
+                f"; keyword index rebuilt ({self.keyword_chunks} chunks, "
+                f"{self.keyword_seconds:.1f} s)"
+            )
         return f"{self.collection}: " + ", ".join(parts) + tail

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -227,8 +228,19 @@ class Store:
         self._chunks = self._manifest = None
 
     def mark_updated(self) -> None:
+        """Record a change: a new time and a new generation, which outdates keyword indexes.
+
+        Called before a run's first write and after its last, so an index built from a
+        half-written collection never carries the final generation.
+        """
         manifest = self.manifest_collection()
-        manifest.modify(metadata={**(manifest.metadata or {}), "updated_at": now()})
+        stamp = {"updated_at": now(), "generation": uuid.uuid4().hex}
+        manifest.modify(metadata={**(manifest.metadata or {}), **stamp})
+
+    def generation(self) -> str:
+        """The collection's current generation, read afresh (another process may write)."""
+        manifest = self.client.get_collection(self.name + MANIFEST_SUFFIX, embedding_function=None)
+        return str((manifest.metadata or {}).get("generation", ""))
 
     # -- manifest ----------------------------------------------------------------------
 

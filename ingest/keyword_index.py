@@ -1,0 +1,200 @@
+"""The BM25 keyword index of a collection, kept on disk beside it.
+
+Dense vectors miss exact words (identifiers, flags, error codes, rare names); BM25 finds them.
+The index is built from the chunks stored in Chroma, so it can always be rebuilt from them,
+and it is stamped with the collection's *generation*, a token every write to the collection
+changes (`Store.bump_generation`). Ingestion rebuilds the index after it writes; a reader
+whose index carries another generation (a crash mid-run, or a teammate's ingest into a shared
+Chroma server) rebuilds it once and saves it for the next reader. Nothing is built per query.
+
+On disk: `<folder>/<collection>/` holds bm25s' matrices, `ids.json` (chunk ids in index
+order) and `stamp.json`. A new index is written to a temporary folder and swapped in, so a
+reader sees the old index or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quarry.settings import QuarrySettings
+
+FORMAT = 1
+# Words of two or more letters/digits/underscores: `__init__`, `PYTHONPATH` and `3.12` parts.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+_TOKEN = re.compile(TOKEN_PATTERN)
+_READ_PAGE = 5000
+
+
+def index_folder(settings: QuarrySettings) -> Path:
+    """Where keyword indexes live: inside the embedded store, or per Chroma server."""
+    chroma = settings.chroma
+    if chroma.host:
+        return settings.data_dir / "keyword" / f"{chroma.host}_{chroma.port}"
+    return (chroma.path or settings.data_dir / "chroma") / "keyword"
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    chunk_id: str
+    score: float
+
+
+class _Analyzer:
+    """Lower-case words, English stop words out, Snowball-stemmed: the same for chunks and
+    queries, or query words would never meet the indexed ones."""
+
+    def __init__(self) -> None:
+        import Stemmer
+        from bm25s.stopwords import STOPWORDS_EN
+
+        self._stem: Callable[[list[str]], list[str]] = Stemmer.Stemmer("english").stemWords
+        self._stop = frozenset(STOPWORDS_EN)
+
+    def __call__(self, text: str) -> list[str]:
+        words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stop]
+        return self._stem(words)
+
+
+def indexed_text(text: str, metadata: dict[str, Any]) -> str:
+    """What BM25 sees of a chunk: its title and heading path too, which name its subject."""
+    parts = [str(metadata.get("title") or ""), str(metadata.get("heading_path") or ""), text]
+    return "\n".join(p for p in parts if p)
+
+
+class KeywordIndex:
+    """BM25 over one collection's chunks; load it, search it, rebuild it from the store."""
+
+    def __init__(self, folder: Path, collection: str) -> None:
+        self.path = folder / collection
+        self.generation: str | None = None
+        self._bm25: Any = None
+        self._ids: list[str] = []
+        self._analyzer: _Analyzer | None = None
+
+    @property
+    def analyzer(self) -> _Analyzer:
+        if self._analyzer is None:
+            self._analyzer = _Analyzer()
+        return self._analyzer
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def stored_generation(self) -> str | None:
+        """The generation of the index on disk, or None when there is none (or unreadable)."""
+        try:
+            stamp = json.loads((self.path / "stamp.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return stamp.get("generation") if stamp.get("format") == FORMAT else None
+
+    def load(self) -> bool:
+        """Load the index on disk; False when there is none or it cannot be read."""
+        import bm25s
+
+        generation = self.stored_generation()
+        if generation is None:
+            return False
+        try:
+            ids = json.loads((self.path / "ids.json").read_text())
+            bm25 = bm25s.BM25.load(str(self.path), show_progress=False) if ids else None
+        except (OSError, ValueError):
+            return False  # swapped out while reading: the caller rebuilds or retries
+        self._bm25, self._ids, self.generation = bm25, ids, generation
+        return True
+
+    def search(self, query: str, k: int) -> list[KeywordHit]:
+        """The `k` best-scoring chunks for the query's words, best first."""
+        if self._bm25 is None or k < 1:
+            return []
+        vocab = self._bm25.vocab_dict
+        words = [w for w in self.analyzer(query) if w in vocab]
+        if not words:
+            return []
+        found, scores = self._bm25.retrieve(
+            [words], k=min(k, len(self._ids)), show_progress=False, n_threads=1
+        )
+        return [
+            KeywordHit(self._ids[int(i)], float(s))
+            for i, s in zip(found[0], scores[0], strict=True)
+            if s > 0
+        ]
+
+    # -- writing -----------------------------------------------------------------------
+
+    def rebuild(self, store: Any, on_progress: Callable[[int], None] | None = None) -> int:
+        """Index every chunk of `store` and swap the result in; returns the chunk count.
+
+        The generation is read before the chunks, so a write that lands meanwhile leaves the
+        index stamped as older than the collection and the next reader rebuilds again.
+        """
+        import bm25s
+
+        generation = store.generation()
+        ids: list[str] = []
+        tokens: list[list[str]] = []
+        for chunk_ids, texts, metadatas in _pages(store.chunks_collection()):
+            ids += chunk_ids
+            tokens += [
+                self.analyzer(indexed_text(t, m or {}))
+                for t, m in zip(texts, metadatas, strict=True)
+            ]
+            if on_progress:
+                on_progress(len(ids))
+        bm25 = None
+        if ids:
+            bm25 = bm25s.BM25()
+            bm25.index(tokens, show_progress=False)
+        with _swap(self.path) as staging:
+            if bm25 is not None:
+                bm25.save(str(staging), show_progress=False)
+            (staging / "ids.json").write_text(json.dumps(ids))
+            stamp = {"format": FORMAT, "generation": generation, "chunks": len(ids)}
+            (staging / "stamp.json").write_text(json.dumps(stamp))
+        self._bm25, self._ids, self.generation = bm25, ids, generation
+        return len(ids)
+
+    def delete(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._bm25, self._ids, self.generation = None, [], None
+
+
+def _pages(collection: Any) -> Iterator[tuple[list[str], list[str], list[dict[str, Any]]]]:
+    offset = 0
+    while True:
+        got = collection.get(include=["documents", "metadatas"], limit=_READ_PAGE, offset=offset)
+        if got["ids"]:
+            yield got["ids"], got["documents"], got["metadatas"]
+        if len(got["ids"]) < _READ_PAGE:
+            return
+        offset += _READ_PAGE
+
+
+@contextlib.contextmanager
+def _swap(target: Path) -> Iterator[Path]:
+    """Yield an empty staging folder; on success it replaces `target` in two renames."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    staging = target.with_name(f".{target.name}.new-{token}")
+    retired = target.with_name(f".{target.name}.old-{token}")
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
