@@ -10,9 +10,10 @@ docs/decisions.md.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from ingest.embedding import Embedder
 from ingest.keyword_index import KeywordIndex, index_folder
@@ -247,6 +248,6 @@ class Retriever:
 
 
 def _cosine(a: Any, b: Any) -> float:
-    dot = sum(float(x) * float(y) for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(float(x) ** 2 for x in a)) * math.sqrt(sum(float(y) ** 2 for y in b))
-    return dot / norm if norm else 0.0
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norm if norm else 0.0
