@@ -37,7 +37,9 @@ class LoadedDocument:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of one block; `start`/`end` are character offsets in that block's text."""
+    """A piece of one block; `start`/`end` are character offsets in that block's text. The
+    text is that slice, but for the later pieces of a table or code block too large for one
+    chunk, which repeat its header row, fence or directive on top (and a closing fence)."""
 
     text: str
     index: int

@@ -48,7 +48,7 @@ def test_docx_headings_and_tables(tmp_path: Path) -> None:
     text = doc.blocks[0].text
     assert doc.title == "Quarterly Garden Report"
     assert "# Tomatoes" in text and "### Irrigation" not in text and "## Irrigation" in text
-    assert "Tomato | 42 kg" in text
+    assert "| Crop | Yield |\n| --- | --- |\n| Tomato | 42 kg |" in text
 
 
 def test_pdf_pages_are_numbered_from_one(tmp_path: Path) -> None:
