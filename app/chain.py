@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,9 +31,10 @@ from langchain_openai import ChatOpenAI
 from app.budget import ContextTooLongError, TokenCounter
 from app.citation_check import CitationCheck, ask_model, attribute, check_citations
 from app.citations import Citation, resolve
+from app.injection_classifier import InjectionClassifier
 from app.prompts import render
 from app.retrieval import Passage, Retriever
-from app.screening import Screen, screen
+from app.screening import Screen, screen, screen_batch
 from app.tools import PassageRegistry, run_tool_call, tool_schemas
 from quarry.settings import ChatSettings
 
@@ -147,12 +148,14 @@ class ChatChain:
         *,
         counter: TokenCounter | None = None,
         collection: str = "",
+        classifier: InjectionClassifier | None = None,
     ) -> None:
         self.llm = llm
         self.retriever = retriever
         self.settings = settings
         self.counter = counter
         self.collection = collection
+        self.classifier = classifier  # screens beside the offline patterns when set
         self.system_prompt = render("system")
 
     def standalone_query(self, question: str, history: Sequence[Turn]) -> str:
@@ -172,8 +175,13 @@ class ChatChain:
         history: Sequence[Turn],
         passages: Sequence[Passage],
         registry: PassageRegistry,
+        flagged: Collection[str] | None = None,
     ) -> list[BaseMessage]:
-        """The request, laid out so that each turn's prefix is the previous turn's prefix."""
+        """The request, laid out so that each turn's prefix is the previous turn's prefix.
+
+        `flagged`: chunk ids screened as carrying instructions; None screens offline here."""
+        if flagged is None:
+            flagged = {p.chunk_id for p in passages if screen(p.text, source="passage").flagged}
         prompt = render(
             "answer",
             question=question,
@@ -182,7 +190,7 @@ class ChatChain:
                     "number": registry.number(p),
                     "label": p.label,
                     "text": p.text,
-                    "flagged": screen(p.text, source="passage").flagged,
+                    "flagged": p.chunk_id in flagged,
                 }
                 for p in passages
             ],
@@ -191,17 +199,20 @@ class ChatChain:
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[Event]:
         started = time.monotonic()
-        question_screen = screen(question, source="user")
+        query = self.standalone_query(question, history)
+        if query != question:
+            yield Status(f"Searching for: {query}")
+        passages = self.retriever.search(query, self.retriever.top_k)
+        screens = screen_batch(question, [p.text for p in passages], self.classifier)
+        if screens.warning:
+            yield Status(f"Warning: {screens.warning}")
+        question_screen = screens.question
         if question_screen.flagged:
             yield Status(
                 "Warning: this message looks like an attempt to change the assistant's "
                 f"instructions ({'; '.join(question_screen.reasons)}). Answering from the "
                 "documents as usual."
             )
-        query = self.standalone_query(question, history)
-        if query != question:
-            yield Status(f"Searching for: {query}")
-        passages = self.retriever.search(query, self.retriever.top_k)
         if not passages and not self.settings.use_tools:
             text = render("no_answer", collection=self.collection)
             yield Token(text)
@@ -217,7 +228,7 @@ class ChatChain:
 
         answer = Answer("", query, [], question_screen=question_screen)
         answer.flagged_chunk_ids = {
-            p.chunk_id for p in passages if screen(p.text, source="passage").flagged
+            p.chunk_id for p, s in zip(passages, screens.passages, strict=True) if s.flagged
         }
         messages, registry = self._fit(question, list(history), passages, answer)
         if answer.dropped_turns or answer.dropped_passages:
@@ -249,7 +260,9 @@ class ChatChain:
         by_rank = passages[::-1]  # retrieval order reversed: the first to go is the weakest
         while True:
             registry = PassageRegistry()
-            messages = self.messages(question, history, stable_order(by_rank), registry)
+            messages = self.messages(
+                question, history, stable_order(by_rank), registry, answer.flagged_chunk_ids
+            )
             if self.counter is None:
                 return messages, registry
             count = self.counter.count(messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.budget import TokenCounter
 from app.chain import ChatChain
+from app.injection_classifier import InjectionClassifier
 from app.llm import chat_model, discover_model
 from app.retrieval import Retriever
 from ingest.embedding import Embedder
@@ -20,4 +21,7 @@ def build_chain(
     llm = chat_model(settings, model, temperature=chat.temperature, max_tokens=chat.max_tokens)
     retriever = Retriever.from_settings(settings, collection, embedder=embedder)
     counter = TokenCounter(settings.server.base_url, model, settings.server.api_key)
-    return ChatChain(llm, retriever, chat, counter=counter, collection=collection)
+    classifier = InjectionClassifier.from_settings(settings.screening)  # None unless configured
+    return ChatChain(
+        llm, retriever, chat, counter=counter, collection=collection, classifier=classifier
+    )

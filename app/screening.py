@@ -6,14 +6,26 @@ try to override the model's instructions, change its role, extract its prompt, o
 chat-template markup. Text that talks *about* such phrases (documentation on prompts, a quoted
 example) is discounted, because a RAG corpus about LLMs is full of it. Its precision and recall
 on a labelled set are reported by `quarry eval injection`.
+
+`screen_batch` is what the chat calls: the offline screen, and when one is configured a
+classifier served by vLLM (app/injection_classifier.py) on the same texts in one request; a
+text is flagged when either flags it. When the classifier cannot be reached the offline
+screen stands alone and the chat is told once.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from app.injection_classifier import InjectionClassifier
+
+log = logging.getLogger(__name__)
 
 Label = Literal["BENIGN", "JAILBREAK", "INJECTION"]
 
@@ -131,6 +143,7 @@ class Screen:
     label: Label
     score: float
     reasons: list[str] = field(default_factory=list)
+    classifier_probability: float | None = None  # when a classifier screened the text too
 
     @property
     def flagged(self) -> bool:
@@ -159,4 +172,57 @@ def screen(text: str, *, source: Literal["user", "passage"]) -> Screen:
     score, reasons = injection_score(text)
     if score < THRESHOLD:
         return Screen("BENIGN", score, reasons)
-    return Screen("JAILBREAK" if source == "user" else "INJECTION", score, reasons)
+    return Screen(_flagged_label(source), score, reasons)
+
+
+@dataclass(frozen=True)
+class BatchScreen:
+    """The screens of one turn: the user's message and each passage, in order."""
+
+    question: Screen
+    passages: list[Screen]
+    warning: str = ""  # the classifier is down: said once, then the offline screen alone
+
+
+def screen_batch(
+    question: str, passages: Sequence[str], classifier: InjectionClassifier | None = None
+) -> BatchScreen:
+    """Screen the message and every passage; with a classifier, in one request to it."""
+    offline = [screen(question, source="user"), *(screen(p, source="passage") for p in passages)]
+    if classifier is None:
+        return BatchScreen(offline[0], offline[1:])
+    from app.injection_classifier import ClassifierError
+
+    try:
+        probabilities = classifier.probabilities([question, *passages])
+    except ClassifierError as exc:
+        if classifier.warned:
+            log.debug("Injection classifier still down: %s", exc)
+            return BatchScreen(offline[0], offline[1:])
+        classifier.warned = True
+        warning = f"{exc} Screening with the offline patterns only."
+        log.warning("%s", warning)
+        return BatchScreen(offline[0], offline[1:], warning)
+    classifier.warned = False  # back up: a later outage is reported again
+    sources: list[Literal["user", "passage"]] = ["user"]
+    sources += ["passage"] * len(passages)
+    combined = [
+        combine(s, p, classifier.flags(p), source)
+        for s, p, source in zip(offline, probabilities, sources, strict=True)
+    ]
+    return BatchScreen(combined[0], combined[1:])
+
+
+def combine(
+    offline: Screen, probability: float, classifier_flags: bool, source: Literal["user", "passage"]
+) -> Screen:
+    """Flagged when the offline screen or the classifier flags; the reasons say which."""
+    if not classifier_flags:
+        return replace(offline, classifier_probability=probability)
+    label: Label = offline.label if offline.flagged else _flagged_label(source)
+    reasons = [*offline.reasons, f"classifier {probability:.2f}"]
+    return Screen(label, offline.score, reasons, classifier_probability=probability)
+
+
+def _flagged_label(source: Literal["user", "passage"]) -> Label:
+    return "JAILBREAK" if source == "user" else "INJECTION"

@@ -198,25 +198,62 @@ def answers_command(
 @eval_app.command("injection")
 def injection_command(
     labelled: Annotated[
-        Path | None, typer.Option("--set", help="Labelled JSONL (default: the shipped set).")
+        Path | None,
+        typer.Option(
+            "--set",
+            help="Labelled JSONL (default: the shipped eval/qa/injection.jsonl, which the "
+            "offline screen was tuned on; eval/qa/injection-heldout.jsonl was written apart "
+            "from it).",
+        ),
+    ] = None,
+    classifier_url: Annotated[
+        str | None,
+        typer.Option(
+            help="vLLM server with an injection classifier (default: "
+            "QUARRY_SCREENING_CLASSIFIER_URL): report it alone and combined with the offline "
+            "screen."
+        ),
+    ] = None,
+    classifier_model: Annotated[
+        str | None, typer.Option(help="Its served model name (default: the first it lists).")
     ] = None,
     output: OutputOpt = Path("reports"),
-    min_precision: Annotated[float | None, typer.Option()] = None,
-    min_recall: Annotated[float | None, typer.Option()] = None,
+    min_precision: Annotated[
+        float | None,
+        typer.Option(help="Fail below this precision (of the combination with a classifier)."),
+    ] = None,
+    min_recall: Annotated[
+        float | None,
+        typer.Option(help="Fail below this recall (of the combination with a classifier)."),
+    ] = None,
 ) -> None:
     """Precision and recall of the prompt-injection screen on a labelled set."""
-    from eval.injection_eval import SHIPPED_SET, evaluate, load_labelled, markdown
+    from app.injection_classifier import ClassifierError, InjectionClassifier
+    from eval.injection_eval import SHIPPED_SET, compare, evaluate, gated, load_labelled, markdown
 
     path = labelled or SHIPPED_SET
     try:
+        settings = load_settings(
+            screening={"classifier_url": classifier_url, "classifier_model": classifier_model}
+        )
         rows = load_labelled(path)
-    except (OSError, QaSetError) as exc:
+    except (OSError, QaSetError, SettingsError) as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    result = evaluate(rows)
+    classifier = InjectionClassifier.from_settings(settings.screening)
+    if classifier is None:
+        result = evaluate(rows)
+    else:
+        try:
+            with console.status(f"Classifying {len(rows)} texts..."):
+                result = compare(rows, classifier)
+        except ClassifierError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     _write(output, "eval-injection", result, markdown(result))
+    name, summary = gated(result)
     thresholds = {"precision": min_precision, "recall": min_recall}
-    raise typer.Exit(_gate(result, thresholds, "injection"))  # type: ignore[arg-type]
+    raise typer.Exit(_gate(summary, thresholds, f"injection, {name}"))  # type: ignore[arg-type]
 
 
 @eval_app.command("tools")

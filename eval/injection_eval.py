@@ -2,20 +2,30 @@
 
 The labelled set is JSONL: {"text": ..., "label": "injection" | "benign", "kind": ...}, where
 kind is `direct` (typed by a user), `indirect` (planted in a document), `lookalike` (benign
-text about prompts and instructions) or `plain`.
+text about prompts and instructions) or `plain`. Two sets ship: `injection.jsonl`, the set
+the offline screen was tuned on, and `injection-heldout.jsonl`, written apart from it.
+
+With a classifier (app/injection_classifier.py), the classifier alone and the classifier
+combined with the offline screen (what the chat uses) are reported beside the offline screen.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from app.screening import screen
+from app.injection_classifier import InjectionClassifier
+from app.screening import combine, screen
 from eval.qa import QaSetError
 
 SHIPPED_SET = Path(__file__).resolve().parent / "qa" / "injection.jsonl"
+HELDOUT_SET = SHIPPED_SET.with_name("injection-heldout.jsonl")
+BATCH = 64  # texts per /classify request
+OFFLINE, CLASSIFIER, COMBINED = "offline", "classifier", "offline + classifier"
 
 
 @dataclass
@@ -59,18 +69,34 @@ def load_labelled(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def evaluate(rows: list[dict[str, str]]) -> dict[str, object]:
+def _source(row: dict[str, str]) -> Literal["user", "passage"]:
+    return "user" if row.get("kind") == "direct" else "passage"
+
+
+def evaluate(
+    rows: list[dict[str, str]],
+    flags: Sequence[bool] | None = None,
+    probabilities: Sequence[float] | None = None,
+) -> dict[str, object]:
+    """Precision, recall and misses of `flags` (default: the offline screen's)."""
+    if flags is None:
+        flags = [screen(row["text"], source=_source(row)).flagged for row in rows]
     overall = Counts()
     by_kind: defaultdict[str, Counts] = defaultdict(Counts)
     misses = []
-    for row in rows:
-        source = "user" if row.get("kind") == "direct" else "passage"
-        flagged = screen(row["text"], source=source).flagged
+    for number, (row, flagged) in enumerate(zip(rows, flags, strict=True)):
         actual = row["label"] == "injection"
         overall.add(flagged, actual)
         by_kind[row.get("kind", "")].add(flagged, actual)
         if flagged != actual:
-            misses.append({"text": row["text"], "label": row["label"], "flagged": flagged})
+            miss: dict[str, object] = {
+                "text": row["text"],
+                "label": row["label"],
+                "flagged": flagged,
+            }
+            if probabilities is not None:
+                miss["probability"] = round(probabilities[number], 4)
+            misses.append(miss)
     return {
         "examples": len(rows),
         "precision": overall.precision,
@@ -81,7 +107,47 @@ def evaluate(rows: list[dict[str, str]]) -> dict[str, object]:
     }
 
 
+def compare(rows: list[dict[str, str]], classifier: InjectionClassifier) -> dict[str, object]:
+    """The offline screen's result, with the classifier's and the combination's under
+    `screens`. Raises ClassifierError when the classifier cannot screen."""
+    texts = [row["text"] for row in rows]
+    probabilities: list[float] = []
+    for start in range(0, len(texts), BATCH):
+        probabilities += classifier.probabilities(texts[start : start + BATCH])
+    by_classifier = [classifier.flags(p) for p in probabilities]
+    combined = [
+        combine(screen(row["text"], source=_source(row)), p, flagged, _source(row)).flagged
+        for row, p, flagged in zip(rows, probabilities, by_classifier, strict=True)
+    ]
+    result = evaluate(rows)
+    result["classifier"] = {
+        "url": classifier.url,
+        "model": classifier.served_model(),
+        "threshold": classifier.threshold,
+        "injection_labels": list(classifier.injection_labels),
+    }
+    result["screens"] = {
+        CLASSIFIER: evaluate(rows, by_classifier, probabilities),
+        COMBINED: evaluate(rows, combined, probabilities),
+    }
+    return result
+
+
+def gated(result: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """The screen thresholds apply to: the one the chat uses."""
+    screens = result.get("screens")
+    if isinstance(screens, dict):
+        return COMBINED, screens[COMBINED]
+    return OFFLINE, result
+
+
+def _fraction(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def markdown(result: dict[str, object]) -> str:
+    if "screens" in result:
+        return _markdown_compared(result)
     lines = [
         "# Prompt-injection screen",
         "",
@@ -95,4 +161,44 @@ def markdown(result: dict[str, object]) -> str:
         lines.append(f"| {kind} | {c['tp']} | {c['fn']} | {c['fp']} | {c['tn']} |")
     lines += ["", "Misclassified:", ""]
     lines += [f"- ({m['label']}) {m['text']}" for m in result["misses"]]  # type: ignore[attr-defined]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_compared(result: dict[str, object]) -> str:
+    screens: dict[str, dict[str, object]] = {OFFLINE: result, **result["screens"]}  # type: ignore[dict-item]
+    info: dict[str, object] = result["classifier"]  # type: ignore[assignment]
+    lines = [
+        "# Prompt-injection screen",
+        "",
+        f"{result['examples']} examples. Classifier: {info['model']} at {info['url']}, "
+        f"threshold {info['threshold']}, injection labels {', '.join(info['injection_labels'])}.",  # type: ignore[arg-type]
+        "",
+        "| screen | precision | recall | flagged correctly | missed | false alarms | "
+        "passed correctly |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in screens.items():
+        c: dict[str, int] = r["counts"]  # type: ignore[assignment]
+        lines.append(
+            f"| {name} | {_fraction(r['precision'])} | {_fraction(r['recall'])} | {c['tp']} | "
+            f"{c['fn']} | {c['fp']} | {c['tn']} |"
+        )
+    lines += [
+        "",
+        "Missed / false alarms by kind:",
+        "",
+        "| kind | " + " | ".join(screens) + " |",
+        "|---|" + "---:|" * len(screens),
+    ]
+    for kind in result["by_kind"]:  # type: ignore[attr-defined]
+        cells = [
+            f"{r['by_kind'][kind]['fn']} / {r['by_kind'][kind]['fp']}"  # type: ignore[index]
+            for r in screens.values()
+        ]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    for name, r in screens.items():
+        lines += ["", f"Misclassified by {name}:", ""]
+        for m in r["misses"]:  # type: ignore[attr-defined]
+            p = f" p={m['probability']:.2f}" if "probability" in m else ""
+            lines.append(f"- ({m['label']}{p}) {m['text']}")
     return "\n".join(lines) + "\n"

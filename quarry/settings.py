@@ -213,6 +213,29 @@ class ChatSettings(Section):
     ui_port: int = Field(8501, ge=1, le=65535)
 
 
+DEFAULT_INJECTION_LABELS = ["INJECTION", "JAILBREAK", "MALICIOUS", "LABEL_1"]
+
+
+class ScreeningSettings(Section):
+    """The optional prompt-injection classifier served by vLLM, beside the offline screen."""
+
+    classifier_url: str | None = Field(
+        None,
+        description="vLLM server running a sequence-classification model (its /classify); "
+        "off when unset.",
+    )
+    classifier_model: str | None = Field(
+        None, description="Served model name; discovered from /v1/models when unset."
+    )
+    classifier_threshold: float = Field(
+        0.5, ge=0, le=1, description="Flag a text when its injection probability reaches this."
+    )
+    injection_labels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INJECTION_LABELS),
+        description="The classifier's labels that mean injection (others mean benign).",
+    )
+
+
 class QuarrySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="QUARRY_",
@@ -231,6 +254,7 @@ class QuarrySettings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
 
     @field_validator("profile", mode="before")
     @classmethod
