@@ -37,6 +37,7 @@ doctor: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy quarry serve ingest app eval
 
 test: install lint browser
 	$(BIN)/pytest

@@ -27,7 +27,7 @@ class IngestReport:
         self.outcomes.append(outcome)
 
     def counts(self) -> dict[str, int]:
-        counter = Counter(o.status for o in self.outcomes)
+        counter: Counter[str] = Counter(o.status for o in self.outcomes)
         return {status: counter.get(status, 0) for status in ORDER}
 
     def by_status(self, status: str) -> list[Outcome]:

@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 GB = 1e9
@@ -160,8 +161,8 @@ def bench_bandwidth(torch: Any, device: str, megabytes: int, report: BenchReport
     for pinned in (True, False):
         host = torch.empty(count, dtype=torch.float32, pin_memory=pinned).fill_(1.0)
         kind = "pinned" if pinned else "pageable"
-        h2d = time_it(lambda h=host, p=pinned: target.copy_(h, non_blocking=p), 10)
-        d2h = time_it(lambda h=host, p=pinned: h.copy_(target, non_blocking=p), 10)
+        h2d = time_it(partial(target.copy_, host, non_blocking=pinned), 10)
+        d2h = time_it(partial(host.copy_, target, non_blocking=pinned), 10)
         for name, seconds in ((f"host-to-device ({kind})", h2d), (f"device-to-host ({kind})", d2h)):
             report.bandwidth.append(
                 Measurement(f"{name}, {megabytes} MiB", round(nbytes / seconds / GB, 1), "GB/s")
@@ -183,11 +184,11 @@ def bench_peer_to_peer(torch: Any, megabytes: int, report: BenchReport) -> None:
             a = torch.ones(elements, device=f"cuda:{src}")
             b = torch.empty(elements, device=f"cuda:{dst}")
             if direct:
-                seconds = time_it(lambda a=a, b=b: b.copy_(a), 10)
+                seconds = time_it(partial(b.copy_, a), 10)
                 path = "direct (peer access)"
             else:
                 staging = torch.empty(elements, pin_memory=True)
-                seconds = time_it(lambda a=a, b=b, s=staging: b.copy_(s.copy_(a)), 10)
+                seconds = time_it(partial(_through, staging, a, b), 10)
                 path = "through host memory"
             report.peer_to_peer.append(
                 Measurement(
@@ -291,3 +292,8 @@ def add_implications(
     if kv_cache:
         report.implications["concurrent_users_at_4k"] = kv_cache.get("users_at_4k")
         report.implications["concurrent_users_at_8k"] = kv_cache.get("users_at_8k")
+
+
+def _through(staging: Any, source: Any, target: Any) -> Any:
+    """Copy between GPUs without peer access: to pinned host memory, then on."""
+    return target.copy_(staging.copy_(source))
