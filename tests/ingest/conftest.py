@@ -137,24 +137,30 @@ def assert_consistent(store: Store) -> None:
 
 def make_pdf(path: Path, pages: list[str]) -> Path:
     """A small valid PDF with one text page per entry (empty text: an image-only page)."""
-    kids = [4 + 2 * i for i in range(len(pages))]
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] "
-        f"/Count {len(pages)} >>".encode(),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for i, text in enumerate(pages):
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
-        )
+    streams = []
+    for text in pages:
         escaped = [
             line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
             for line in text.splitlines()
         ]
         ops = " ".join(f"({line}) Tj T*" for line in escaped)
-        stream = f"BT /F1 11 Tf 72 740 Td 14 TL {ops} ET" if escaped else ""
+        streams.append(f"BT /F1 11 Tf 72 740 Td 14 TL {ops} ET" if escaped else "")
+    return write_pdf(path, streams)
+
+
+def write_pdf(path: Path, streams: list[str]) -> Path:
+    """A PDF with one page per content stream (PDF drawing operators), in Helvetica."""
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(streams)))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i, stream in enumerate(streams):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
+        )
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream".encode())
     out = bytearray(b"%PDF-1.4\n")
     offsets = []

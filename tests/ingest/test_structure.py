@@ -16,6 +16,7 @@ from ingest.embedding import Embedder
 from ingest.loaders import load
 from ingest.records import Chunk, LoadedDocument, Markup, TextBlock
 from ingest.splitting import TokenSplitter, chunk_document, units
+from tests.ingest.conftest import write_pdf
 
 PROSE = " ".join(
     f"Sentence {i} says something about the allotment and its {i % 5} sheds." for i in range(7)
@@ -329,30 +330,7 @@ def make_table_pdf(path: Path, pages: list[tuple[list[str], list[list[str]], lis
             ops.append(f"BT /F1 11 Tf 72 {y} Td {_pdf_string(line)} Tj ET")
             y -= 16
         streams.append("\n".join(ops))
-    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(streams)))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{kids}] /Count {len(streams)} >>".encode(),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for i, stream in enumerate(streams):
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
-        )
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream".encode())
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
-    out += f"startxref\n{xref}\n%%EOF\n".encode()
-    path.write_bytes(bytes(out))
-    return path
+    return write_pdf(path, streams)
 
 
 def test_pdf_ruled_table_is_a_pipe_table_on_its_page(tmp_path: Path, tokenizer: object) -> None:
