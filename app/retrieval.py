@@ -158,10 +158,10 @@ class Retriever:
         dense = self._dense(vector, candidates)
         if not dense or dense[0].score < self.options.min_score:
             return []
-        ranked = dense if self.keyword is None else self._fuse(query, vector, dense, candidates)
+        keep = k if self.reranker is None else max(k, self.options.rerank_candidates)
+        ranked = dense if self.keyword is None else self._fuse(query, vector, dense, keep)
         if self.reranker is not None:
-            head = self.reranker.rank(query, ranked[: max(k, self.options.rerank_candidates)])
-            ranked = head + ranked[len(head) :]
+            ranked = self.reranker.rank(query, ranked[:keep])
         return ranked[:k]
 
     def best_score(self, query: str) -> float:
@@ -186,19 +186,23 @@ class Retriever:
             )
         ]
 
-    def _fuse(self, query: str, vector: Any, dense: list[Passage], n: int) -> list[Passage]:
-        """Reciprocal rank fusion of the dense and BM25 rankings, weighted by hybrid_weight."""
-        hits = self._keyword_index().search(query, n)
+    def _fuse(self, query: str, vector: Any, dense: list[Passage], keep: int) -> list[Passage]:
+        """Reciprocal rank fusion of the dense and BM25 rankings, weighted by hybrid_weight.
+
+        Only the `keep` best are read from Chroma: fetching every BM25-only candidate with its
+        vector was most of the cost of hybrid search at 30,000 chunks.
+        """
+        hits = self._keyword_index().search(query, len(dense))
         weight = self.options.hybrid_weight
         fused: dict[str, float] = {}
         for rank, passage in enumerate(dense):
             fused[passage.chunk_id] = (1 - weight) / (RRF_K + rank + 1)
         for rank, hit in enumerate(hits):
             fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (RRF_K + rank + 1)
+        best = sorted(fused, key=lambda cid: -fused[cid])[:keep]
         known = {p.chunk_id: p for p in dense}
-        known.update(self._fetch([h.chunk_id for h in hits if h.chunk_id not in known], vector))
-        order = sorted(fused, key=lambda cid: -fused[cid])
-        return [known[cid] for cid in order if cid in known]
+        known.update(self._fetch([cid for cid in best if cid not in known], vector))
+        return [known[cid] for cid in best if cid in known]
 
     def _keyword_index(self) -> KeywordIndex:
         """The index, reloaded or rebuilt once when the collection has changed since."""

@@ -150,7 +150,7 @@ class IngestSettings(Section):
 
     collection: str = Field("quarry", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
     chunk_size: int = Field(200, ge=16, description="Tokens per chunk, within the model's limit.")
-    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+    chunk_overlap: int = Field(0, ge=0, description="Tokens shared by neighbouring chunks.")
     include: list[str] = Field(
         default_factory=list, description="Globs to ingest; empty means every supported format."
     )
