@@ -101,6 +101,10 @@ def server_env(data_dir: Path, port: int) -> dict[str, str]:
     }
 
 
+def _ctrl_c_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_quarry_serve(
     env: dict[str, str], *args: str
 ) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
@@ -111,6 +115,9 @@ def start_quarry_serve(
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        # A shell's background job ignores Ctrl-C, and children inherit that; the Ctrl-C tests
+        # need the signal delivered as a user's terminal would.
+        preexec_fn=_ctrl_c_default,
     )
     output: list[str] = []
 
