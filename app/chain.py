@@ -1,4 +1,8 @@
-"""The chat chain: rewrite the question, retrieve, answer with citations, streaming.
+"""The chat chain: retrieve, answer with citations, streaming.
+
+A follow-up is searched as it is and joined with the questions before it, the rankings
+fused: no model call stands between the question and the first token of the answer (a
+rewrite by the small model broke retrieval more often than it helped; docs/decisions.md).
 
 Requests are laid out for vLLM's prefix cache: the system prompt is the same for every
 request; past turns follow as plain question and answer, append-only, so each request
@@ -29,12 +33,22 @@ from langchain_core.messages import (
 from langchain_openai import ChatOpenAI
 
 from app.budget import ContextTooLongError, TokenCounter
-from app.citation_check import CitationCheck, ask_model, attribute, check_citations
+from app.citation_check import (
+    CitationCheck,
+    ask_model,
+    attribute,
+    check_citations,
+    find_evidence,
+    unsupported_sentences,
+    without_unsupported,
+)
 from app.citations import Citation, resolve
+from app.context import focus
 from app.injection_classifier import InjectionClassifier
 from app.prompts import render
 from app.retrieval import Passage, Retriever
 from app.screening import Screen, screen, screen_batch
+from app.sentences import Sentence, split_sentences
 from app.tools import PassageRegistry, run_tool_call, tool_schemas
 from quarry.settings import ChatSettings
 
@@ -81,7 +95,12 @@ class Answer:
     flagged_chunk_ids: set[str] = field(default_factory=set)
     citation_checks: list[CitationCheck] = field(default_factory=list)
     looped: bool = False  # cut short because the model kept repeating itself
-    attributed: bool = False  # the model cited nothing: Quarry added the markers
+    attributed: bool = False  # some markers were added by Quarry, not written by the model
+    removed_citations: int = 0  # markers the model wrote whose passage does not support them
+    # Where, inside each cited passage, the sentences that support the answer are (offsets
+    # into the passage's text), and the answer's sentences that no passage supports.
+    evidence: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    unsupported: list[Sentence] = field(default_factory=list)
 
     @property
     def unsupported_citations(self) -> list[CitationCheck]:
@@ -101,19 +120,19 @@ def history_messages(history: Sequence[Turn]) -> list[BaseMessage]:
     return [HumanMessage(t.content) if t.role == "user" else AIMessage(t.content) for t in history]
 
 
-SENTENCE_RE = re.compile(r"[^.!?\n]*[.!?\n]+")
 LOOP_REPEATS = 3  # the same sentence this many times: small models rarely recover
+MAX_PREVIOUS_QUESTIONS = 3  # joined with a follow-up to search for it
 
 
-def _sentences(text: str) -> list[str]:
-    return [m.group(0) for m in SENTENCE_RE.finditer(text)]
+def _key(sentence: Sentence) -> str:
+    return " ".join(sentence.text.split()).lower()
 
 
 def is_looping(text: str) -> bool:
     """True when a complete sentence of some length has appeared LOOP_REPEATS times."""
     counts: dict[str, int] = {}
-    for sentence in _sentences(text):
-        key = " ".join(sentence.split()).lower()
+    for sentence in split_sentences(text):
+        key = _key(sentence)
         if len(key) >= 12:
             counts[key] = counts.get(key, 0) + 1
             if counts[key] >= LOOP_REPEATS:
@@ -124,14 +143,31 @@ def is_looping(text: str) -> bool:
 def without_repeats(text: str) -> str:
     """The text with each repeated sentence kept once, where it first appeared."""
     seen: set[str] = set()
-    kept = []
-    for sentence in _sentences(text):
-        key = " ".join(sentence.split()).lower()
+    out, position = [], 0
+    for sentence in split_sentences(text):
+        key = _key(sentence)
         if len(key) >= 12 and key in seen:
+            out.append(text[position : sentence.start])
+            position = sentence.end
             continue
         seen.add(key)
-        kept.append(sentence)
-    return "".join(kept).strip()
+    out.append(text[position:])
+    return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
+
+
+def search_queries(question: str, history: Sequence[Turn]) -> list[str]:
+    """The question, and for a follow-up the question joined with the ones before it.
+
+    "And the chat page?" alone finds little; joined with "How do I change the port of the
+    model server?" it finds the chat page's port. Searching both and fusing the rankings
+    keeps whatever the question alone would have found (measured on the multi-turn sets).
+    """
+    previous = [t.content for t in history if t.role == "user"][-MAX_PREVIOUS_QUESTIONS:]
+    return [question, " ".join([*previous, question])] if previous else [question]
+
+
+def _ends_sentence(piece: str) -> bool:
+    return any(mark in piece for mark in ".!?\n")
 
 
 def stable_order(passages: Sequence[Passage]) -> list[Passage]:
@@ -156,18 +192,14 @@ class ChatChain:
         self.counter = counter
         self.collection = collection
         self.classifier = classifier  # screens beside the offline patterns when set
-        self.system_prompt = render("system")
+        self.system_prompt = render("system", prompt_set=settings.prompt_set)
 
-    def standalone_query(self, question: str, history: Sequence[Turn]) -> str:
-        """A follow-up ("and on Windows?") rewritten so retrieval understands it alone."""
-        if not history or not self.settings.rewrite_followups:
-            return question
-        prompt = render("rewrite", history=history[-6:], question=question)
-        reply = self.llm.invoke([HumanMessage(prompt)], temperature=0, max_tokens=64)
-        rewritten = str(reply.content).strip().strip('"').splitlines()
-        query = rewritten[0].strip() if rewritten else ""
-        # A small model may answer instead of rewriting: keep the question in the query then.
-        return query if 0 < len(query) <= 300 else question
+    def warm(self) -> None:
+        """Load what the first question needs (embedding model, Chroma, keyword index, the
+        server's tokenizer), so that the first answer starts as fast as the next ones."""
+        self.retriever.search_many(["warm up"], 1)
+        if self.counter is not None:
+            self.counter.count([SystemMessage(self.system_prompt)])
 
     def messages(
         self,
@@ -176,33 +208,40 @@ class ChatChain:
         passages: Sequence[Passage],
         registry: PassageRegistry,
         flagged: Collection[str] | None = None,
+        texts: dict[str, str] | None = None,
     ) -> list[BaseMessage]:
         """The request, laid out so that each turn's prefix is the previous turn's prefix.
 
-        `flagged`: chunk ids screened as carrying instructions; None screens offline here."""
+        `flagged`: chunk ids screened as carrying instructions; None screens offline here.
+        `texts`: what the model reads of each passage (see app/context.py); whole passages
+        when None, and a passage missing from it is numbered but not sent."""
         if flagged is None:
             flagged = {p.chunk_id for p in passages if screen(p.text, source="passage").flagged}
+        if texts is None:
+            texts = {p.chunk_id: p.text for p in passages}
+        numbered = [(registry.number(p), p) for p in passages]
         prompt = render(
             "answer",
+            prompt_set=self.settings.prompt_set,
             question=question,
             passages=[
                 {
-                    "number": registry.number(p),
+                    "number": number,
                     "label": p.label,
-                    "text": p.text,
+                    "text": texts[p.chunk_id],
                     "flagged": p.chunk_id in flagged,
                 }
-                for p in passages
+                for number, p in numbered
+                if p.chunk_id in texts
             ],
         )
         return [SystemMessage(self.system_prompt), *history_messages(history), HumanMessage(prompt)]
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[Event]:
         started = time.monotonic()
-        query = self.standalone_query(question, history)
-        if query != question:
-            yield Status(f"Searching for: {query}")
-        passages = self.retriever.search(query, self.retriever.top_k)
+        passages = self.retriever.search_many(
+            search_queries(question, history), self.retriever.top_k
+        )
         screens = screen_batch(question, [p.text for p in passages], self.classifier)
         if screens.warning:
             yield Status(f"Warning: {screens.warning}")
@@ -218,7 +257,7 @@ class ChatChain:
             yield Token(text)
             yield Answer(
                 text,
-                query,
+                question,
                 [],
                 refused=True,
                 seconds=time.monotonic() - started,
@@ -226,34 +265,48 @@ class ChatChain:
             )
             return
 
-        answer = Answer("", query, [], question_screen=question_screen)
+        answer = Answer("", question, [], question_screen=question_screen)
         answer.flagged_chunk_ids = {
             p.chunk_id for p, s in zip(passages, screens.passages, strict=True) if s.flagged
         }
-        messages, registry = self._fit(question, list(history), passages, answer)
+        texts = focus(question, passages, self.retriever.embedder, self.settings.context_sentences)
+        messages, registry = self._fit(question, list(history), passages, answer, texts)
         if answer.dropped_turns or answer.dropped_passages:
             yield Status(
                 f"Left out to fit the model: {answer.dropped_turns} earlier turn(s), "
                 f"{len(answer.dropped_passages)} passage(s)"
             )
         text = yield from self._generate(messages, registry, answer, started)
-        answer.text, answer.citations = resolve(text, registry.passages)
-        if not answer.citations:
-            attributed = attribute(answer.text, registry.passages, self.retriever.embedder)
-            if attributed != answer.text:
-                answer.text, answer.citations = resolve(attributed, registry.passages)
-                answer.attributed = True
         answer.passages = registry.passages
-        answer.citation_checks = check_citations(
-            answer.text, answer.citations, self.retriever.embedder
-        )
-        if self.settings.verify_citations_with_model and answer.citation_checks:
-            answer.citation_checks = ask_model(answer.citation_checks, answer.citations, self.llm)
+        self._cite(answer, text)
         answer.seconds = time.monotonic() - started
         yield answer
 
+    def _cite(self, answer: Answer, text: str) -> None:
+        """Citations the passages bear out: the model's markers that its passage does not
+        support are removed, sentences without one get the passage that supports them
+        (marked as added by Quarry), and what remains unsupported is listed."""
+        embedder, passages = self.retriever.embedder, answer.passages
+        text, citations = resolve(text, passages)
+        written = check_citations(text, citations, embedder)
+        answer.removed_citations = sum(not c.supported for c in written)
+        text = without_unsupported(text, written)
+        cited = attribute(text, passages, embedder)
+        answer.attributed = cited != text
+        answer.text, answer.citations = resolve(cited, passages)
+        answer.citation_checks = check_citations(answer.text, answer.citations, embedder)
+        if self.settings.verify_citations_with_model and answer.citation_checks:
+            answer.citation_checks = ask_model(answer.citation_checks, answer.citations, self.llm)
+        answer.evidence = find_evidence(answer.text, answer.citations, embedder)
+        answer.unsupported = unsupported_sentences(answer.text, passages, embedder)
+
     def _fit(
-        self, question: str, history: list[Turn], passages: list[Passage], answer: Answer
+        self,
+        question: str,
+        history: list[Turn],
+        passages: list[Passage],
+        answer: Answer,
+        texts: dict[str, str],
     ) -> tuple[list[BaseMessage], PassageRegistry]:
         """The request, shortened until it leaves room for the answer: oldest turns first,
         then the lowest-ranked passages. Never truncated silently by the server."""
@@ -261,7 +314,7 @@ class ChatChain:
         while True:
             registry = PassageRegistry()
             messages = self.messages(
-                question, history, stable_order(by_rank), registry, answer.flagged_chunk_ids
+                question, history, stable_order(by_rank), registry, answer.flagged_chunk_ids, texts
             )
             if self.counter is None:
                 return messages, registry
@@ -298,7 +351,7 @@ class ChatChain:
                 llm = self.llm.bind_tools(tool_schemas(), strict=True)
             reply: AIMessageChunk | None = None
             text = ""
-            stream = llm.stream(messages)
+            stream = llm.stream(messages, stop=self.settings.stop or None)
             pieces = 0  # vLLM streams about a token a piece
             for chunk in stream:
                 reply = chunk if reply is None else reply + chunk
@@ -308,7 +361,7 @@ class ChatChain:
                     text += str(chunk.content)
                     pieces += 1
                     yield Token(str(chunk.content))
-                    if is_looping(text):
+                    if _ends_sentence(str(chunk.content)) and is_looping(text):
                         stream.close()  # ends the HTTP stream: the server stops generating
                         answer.looped = True
                         answer.output_tokens += pieces  # no usage report when cut

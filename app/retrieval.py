@@ -10,6 +10,7 @@ docs/decisions.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -148,20 +149,38 @@ class Retriever:
 
     def search(self, query: str, k: int) -> list[Passage]:
         """The `k` best passages, best first; none when nothing clears `min_score`."""
+        return self.search_many([query], k)
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[Passage]:
+        """The `k` best passages for several phrasings of one need, their rankings fused.
+
+        A follow-up is searched alone and joined with the question before it: whichever
+        phrasing finds the passage, it ranks, so adding the context never loses what the
+        question alone would have found. One batch encodes every query. Abstention looks at
+        the best phrasing: none clearing `min_score` means nothing answers any of them.
+        """
         if self.count() == 0:
             raise EmptyCollectionError(
                 f'The collection "{self.store.name}" is empty. Add documents with '
                 f"`quarry ingest PATH --collection {self.store.name}` or the upload box."
             )
-        vector = self.embedder.encode([query])[0]
+        vectors = self.embedder.encode(list(queries))
         candidates = max(k, self.options.candidates)
-        dense = self._dense(vector, candidates)
-        if not dense or dense[0].score < self.options.min_score:
-            return []
         keep = k if self.reranker is None else max(k, self.options.rerank_candidates)
-        ranked = dense if self.keyword is None else self._fuse(query, vector, dense, keep)
+        if len(queries) > 1:
+            keep = max(keep, 2 * k)  # fusing needs more than each query's own top k
+        rankings = []
+        for query, vector in zip(queries, vectors, strict=True):
+            dense = self._dense(vector, candidates)
+            if not dense or dense[0].score < self.options.min_score:
+                continue
+            fused = dense if self.keyword is None else self._fuse(query, vector, dense, keep)
+            rankings.append(fused)
+        if not rankings:
+            return []
+        ranked = rankings[0] if len(rankings) == 1 else _fuse_rankings(rankings)
         if self.reranker is not None:
-            ranked = self.reranker.rank(query, ranked[:keep])
+            ranked = self.reranker.rank(queries[0], ranked[:keep])
         return ranked[:k]
 
     def best_score(self, query: str) -> float:
@@ -249,6 +268,19 @@ class Retriever:
             )
         ]
         return sorted(passages, key=lambda p: p.chunk_index)
+
+
+def _fuse_rankings(rankings: Sequence[list[Passage]]) -> list[Passage]:
+    """Reciprocal rank fusion of whole rankings; a passage keeps its best similarity."""
+    fused: dict[str, float] = {}
+    best: dict[str, Passage] = {}
+    for ranking in rankings:
+        for rank, passage in enumerate(ranking):
+            fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + 1 / (RRF_K + rank + 1)
+            known = best.get(passage.chunk_id)
+            if known is None or passage.score > known.score:
+                best[passage.chunk_id] = passage
+    return [best[cid] for cid in sorted(fused, key=lambda cid: -fused[cid])]
 
 
 def _cosine(a: Any, b: Any) -> float:

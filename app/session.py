@@ -72,11 +72,14 @@ def _embedder(name: str, batch_size: int, device: str | None) -> Embedder:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _cached_chain(key: str, _settings: QuarrySettings) -> ChatChain:
-    """Keyed by the settings as JSON: any setting that shapes the chain makes a new one."""
+    """Keyed by the settings as JSON: any setting that shapes the chain makes a new one.
+    It is warmed before it is handed out: the first question must not pay for loading."""
     embedder = _embedder(
         _settings.embedding.model, _settings.embedding.batch_size, _settings.embedding.device
     )
-    return build_chain(_settings, _settings.ingest.collection, embedder=embedder)
+    chain = build_chain(_settings, _settings.ingest.collection, embedder=embedder)
+    chain.warm()
+    return chain
 
 
 def chain_for(settings: QuarrySettings) -> ChatChain:
@@ -136,7 +139,12 @@ class Message:
     output_tokens: int = 0
     flagged: set[str] = field(default_factory=set)  # chunk ids that carry instructions
     unsupported: set[int] = field(default_factory=set)  # citations the passage doesn't back
-    attributed: bool = False  # the model cited nothing; the markers were added by Quarry
+    attributed: bool = False  # some markers were added by Quarry, not written by the model
+    removed_citations: int = 0  # markers the model wrote that its passage does not back
+    # Sentences of each cited passage that support the answer, and sentences of the answer
+    # that no passage supports: (start, end) offsets into the passage's or the answer's text.
+    evidence: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    unsupported_sentences: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def stopped(self) -> bool:
@@ -239,6 +247,9 @@ def _fill(reply: Message, done: Answer) -> None:
     reply.flagged = set(done.flagged_chunk_ids)
     reply.unsupported = {check.number for check in done.unsupported_citations}
     reply.attributed = done.attributed
+    reply.removed_citations = done.removed_citations
+    reply.evidence = {number: list(spans) for number, spans in done.evidence.items()}
+    reply.unsupported_sentences = [(s.start, s.end) for s in done.unsupported]
     reply.finished = True
 
 
@@ -250,14 +261,6 @@ def source_title(reply: Message, number: int | None, passage: Passage) -> str:
     if passage.chunk_id in reply.flagged:
         title += " · :red[contains instructions to the assistant, quoted as untrusted data]"
     return title
-
-
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
-
-
-def quiet_headings(text: str) -> str:
-    """A passage's Markdown headings as bold lines, so a quoted chunk does not shout."""
-    return _HEADING.sub(r"**\1**", text)
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import session
+from app import render, session
 from app.session import Message
 from ingest.pipeline import Progress
 from quarry.settings import SettingsError, load_settings
@@ -91,7 +91,12 @@ def show_reply(message: Message) -> None:
     for note in message.notes:  # what the chain did first: the rewritten search, cuts
         (st.warning if note.startswith("Warning:") else st.caption)(note)
     if message.text:
-        st.markdown(message.text.replace("$", r"\$"))
+        st.markdown(render.answer_markdown(message.text, message.unsupported_sentences))
+        if message.unsupported_sentences:
+            st.caption(
+                ":orange[Sentences marked “not found in the sources” are the model's own: no "
+                "passage below supports them.]"
+            )
     if message.notice:
         (st.error if message.notice.kind == "error" else st.info)(message.notice.text)
     if message.stopped:
@@ -99,18 +104,34 @@ def show_reply(message: Message) -> None:
     if message.citations:
         st.markdown("**Sources**")
         if message.attributed:
-            st.caption("The model cited nothing: these numbers were matched to the passages.")
+            st.caption("Citation numbers were matched to the passages that support each sentence.")
+        if message.removed_citations:
+            st.caption(
+                f"{message.removed_citations} citation(s) the model wrote were removed: their "
+                "passage does not support the sentence."
+            )
         for citation in message.citations:
-            with st.expander(session.source_title(message, citation.number, citation.passage)):
-                st.markdown(session.quiet_headings(citation.passage.text))
+            spans = message.evidence.get(citation.number, [])
+            with st.expander(
+                session.source_title(message, citation.number, citation.passage),
+                expanded=bool(spans) and citation == message.citations[0],
+            ):
+                st.markdown(render.passage_markdown(citation.passage.text, spans))
     elif message.passages:  # a small model may not cite: still show what it was given
         st.markdown("**Passages searched** (the answer cites none)")
         for passage in message.passages:
             with st.expander(session.source_title(message, None, passage)):
-                st.markdown(session.quiet_headings(passage.text))
+                st.markdown(render.passage_markdown(passage.text))
     if message.metrics:
         st.caption(message.metrics)
 
+
+if server.healthy and info.exists:
+    try:
+        with st.spinner("Getting ready: loading the embedding model and the collection..."):
+            session.chain_for(settings)  # cached: later reruns return at once
+    except Exception as exc:  # the same error comes back, explained, with the first question
+        session.log.info("warming the chain failed: %s", exc)
 
 st.title("Ask your documents")
 st.caption(f"Searching “{collection}” · top-k {top_k} · {preset.lower()}")
@@ -134,7 +155,7 @@ if question := st.chat_input("Ask a question about your documents"):
             conv,
             question,
             lambda: session.chain_for(settings),
-            on_text=lambda so_far: text.markdown(so_far.replace("$", r"\$") + "▌"),
+            on_text=lambda so_far: text.markdown(render.answer_markdown(so_far) + "▌"),
             on_status=lambda note: status.caption(note),
         )
         for slot in (stop, status, text):

@@ -330,6 +330,115 @@ def bench_prefix_cache(
     console.print(f"Reports: {json_path}, {md_path}")
 
 
+@bench_app.command("chat")
+def bench_chat(
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", help="Collection to search.")
+    ] = "quarry-docs",
+    question: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--question", "-q", help="A turn of the conversation; repeat it to replace the script."
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown reports.")] = Path(
+        "reports"
+    ),
+    warmup: Annotated[
+        bool,
+        typer.Option(
+            help="First send one throwaway request straight to the server (not through Quarry)."
+        ),
+    ] = True,
+    max_ratio_first: Annotated[
+        float | None, typer.Option(help="Fail when turn 1's Quarry/server TTFT is above this.")
+    ] = None,
+    max_ratio_followup: Annotated[
+        float | None, typer.Option(help="Fail when a follow-up's Quarry/server TTFT is above this.")
+    ] = None,
+) -> None:
+    """Quarry's time to first token beside the server's own, turn by turn, over a scripted
+    conversation through the real chat chain (the model server must be running)."""
+    from app.compose import build_chain
+    from app.retrieval import EmptyCollectionError
+    from eval.chat_bench import (
+        CONVERSATION,
+        SHARED_WARNING,
+        MetricsUnavailableError,
+        exceeded,
+        markdown_report,
+        run_chat_bench,
+        summarize,
+        write_reports,
+    )
+
+    settings = _load({"ingest": {"collection": collection}})
+    questions = question or CONVERSATION
+    base_url = settings.server.base_url
+    try:
+        with console.status("Building the chat chain..."):
+            chain = build_chain(settings, collection)
+        with console.status("Asking...") as status:
+
+            def progress(turn: int, text: str) -> None:
+                status.update(f"Turn {turn}/{len(questions)}: {text}")
+
+            results = run_chat_bench(
+                chain,
+                base_url,
+                questions,
+                warmup,
+                api_key=settings.server.api_key,
+                progress=progress,
+            )
+    except (ConnectionError, EmptyCollectionError, MetricsUnavailableError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    table = Table(title=f"Chat bench: {collection} on {base_url} ({chain.llm.model_name})")
+    table.add_column("Turn", justify="right")
+    table.add_column("Question")
+    table.add_column("Quarry TTFT s", justify="right")
+    table.add_column("Server TTFT s", justify="right")
+    table.add_column("Ratio", justify="right")
+    table.add_column("Server reqs", justify="right")
+    table.add_column("Cache hit", justify="right")
+    for r in results:
+        text = r.question if len(r.question) <= 40 else r.question[:39] + "…"
+        reqs = str(r.server_requests)
+        if r.answer_requests != 1:
+            reqs += f" [yellow]({r.answer_requests} in answer)[/yellow]"
+        table.add_row(
+            str(r.turn),
+            text,
+            "-" if r.quarry_ttft_s is None else f"{r.quarry_ttft_s:.3f}",
+            "-" if r.server_ttft_s is None else f"{r.server_ttft_s:.3f}",
+            "-" if r.ratio is None else f"{r.ratio:.2f}",
+            reqs,
+            "-" if r.cache_hit_rate is None else f"{r.cache_hit_rate:.0%}",
+        )
+    console.print(table)
+    summary = summarize(results)
+    report = markdown_report(results, f"Chat bench: {collection} ({chain.llm.model_name})")
+    for line in report.splitlines():
+        if line.startswith("- "):
+            warn = "not isolated" in line or line == f"- {SHARED_WARNING}"
+            console.print(line, markup=False, highlight=False, style="yellow" if warn else None)
+    meta = {
+        "collection": collection,
+        "model": chain.llm.model_name,
+        "base_url": base_url,
+        "warmup": warmup,
+        "questions": list(questions),
+    }
+    json_path, md_path = write_reports(results, output, meta, report)
+    console.print(f"Reports: {json_path}, {md_path}")
+    missed = exceeded(summary, max_ratio_first, max_ratio_followup)
+    for line in missed:
+        err_console.print(f"[red]Above the limit: {line}[/red]")
+    raise typer.Exit(1 if missed else 0)
+
+
 def _print_bench(bench: dict[str, Any]) -> None:
     table = Table(title=f"Hardware benchmark: {bench['device']}")
     table.add_column("Measurement")

@@ -181,7 +181,7 @@ class IngestSettings(Section):
 class RetrievalSettings(Section):
     """How passages are found; each default is chosen by a measurement in docs/decisions.md."""
 
-    top_k: int = Field(4, ge=1, le=50, description="Passages given to the model.")
+    top_k: int = Field(4, ge=1, le=50, description="Passages given to the model (cpu 2).")
     min_score: float = Field(
         0.25,
         ge=-1,
@@ -202,8 +202,20 @@ class ChatSettings(Section):
     """The chat chain: generation and whether the model may call tools."""
 
     temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(512, ge=1)
-    rewrite_followups: bool = True
+    prompt_set: str = Field(
+        "large", description="Folder of prompts/ for the answer: large, or small (cpu profile)."
+    )
+    max_tokens: int = Field(512, ge=1, description="Answer length in tokens (cpu 160).")
+    context_sentences: int = Field(
+        0,
+        ge=0,
+        description="The model reads only the passages' sentences most like the question, this "
+        "many (cpu 3); 0 reads whole passages.",
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        description="Stop sequences: where a small model starts writing a new prompt.",
+    )
     verify_citations_with_model: bool = Field(
         False, description="Also ask the served model whether each cited passage supports."
     )
@@ -234,6 +246,20 @@ class ScreeningSettings(Section):
         default_factory=lambda: list(DEFAULT_INJECTION_LABELS),
         description="The classifier's labels that mean injection (others mean benign).",
     )
+
+
+# The cpu profile's request shape for SmolLM2-135M, each value measured in docs/decisions.md:
+# it answers best from a few of the passages' sentences under a short prompt that ends with
+# the question. The fields' own defaults suit Llama-3-8B (whole passages, its own citations).
+SMALL_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "retrieval": {"top_k": 2},
+    "chat": {
+        "prompt_set": "small",
+        "max_tokens": 160,
+        "context_sentences": 3,
+        "stop": ["\nQuestion:", "\nText:"],
+    },
+}
 
 
 class QuarrySettings(BaseSettings):
@@ -272,6 +298,12 @@ class QuarrySettings(BaseSettings):
         if self.chat.use_tools is None:
             # Llama-3-8B calls tools well; the small CPU model does not: it retrieves first.
             self.chat.use_tools = self.profile == "gpu"
+        if self.profile == "cpu":
+            for section, values in SMALL_MODEL_DEFAULTS.items():
+                part = getattr(self, section)
+                for name, value in values.items():
+                    if name not in part.model_fields_set:  # what the user set wins
+                        setattr(part, name, value)
         return self
 
     @classmethod
