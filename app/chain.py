@@ -197,7 +197,7 @@ class ChatChain:
     def warm(self) -> None:
         """Load what the first question needs (embedding model, Chroma, keyword index, the
         server's tokenizer), so that the first answer starts as fast as the next ones."""
-        self.retriever.search_many(["warm up"], 1)
+        self.retriever.warm()
         if self.counter is not None:
             self.counter.count([SystemMessage(self.system_prompt)])
 
@@ -269,7 +269,7 @@ class ChatChain:
         answer.flagged_chunk_ids = {
             p.chunk_id for p, s in zip(passages, screens.passages, strict=True) if s.flagged
         }
-        texts = focus(question, passages, self.retriever.embedder, self.settings.context_sentences)
+        texts = focus(question, passages, self.settings.context_sentences)
         messages, registry = self._fit(question, list(history), passages, answer, texts)
         if answer.dropped_turns or answer.dropped_passages:
             yield Status(
@@ -316,7 +316,7 @@ class ChatChain:
             messages = self.messages(
                 question, history, stable_order(by_rank), registry, answer.flagged_chunk_ids, texts
             )
-            if self.counter is None:
+            if self.counter is None or self.counter.surely_fits(messages, self.settings.max_tokens):
                 return messages, registry
             count = self.counter.count(messages)
             answer.prompt_tokens = count.tokens

@@ -199,7 +199,7 @@ def _is_heading(text: str, sentence: Sentence) -> bool:
     return bool(_UNDERLINE.fullmatch(following))
 
 
-def _passage_sentences(text: str) -> list[Sentence]:
+def evidence_sentences(text: str) -> list[Sentence]:
     """The sentences of a passage that can be evidence: all but its headings (a title is
     not a statement, and it shares the words of every question about its section)."""
     return [s for s in split_sentences(text) if not _is_heading(text, s)]
@@ -229,7 +229,7 @@ def find_evidence(
     if not pairs:
         return {}
     numbers = list(dict.fromkeys(n for _, n in pairs))
-    pieces = {n: _passage_sentences(passages[n]) for n in numbers}
+    pieces = {n: evidence_sentences(passages[n]) for n in numbers}
     batch = _Batch(
         embedder,
         [t for t, _ in pairs]

@@ -14,14 +14,17 @@ from quarry.settings import QuarrySettings
 def build_chain(
     settings: QuarrySettings, collection: str, *, embedder: Embedder | None = None
 ) -> ChatChain:
-    """Chain against the running server and `collection`; raises ConnectionError if the server
-    is down and EmptyCollectionError if the collection does not exist."""
+    """Chain against the running server and `collection`, warmed (see `ChatChain.warm`);
+    raises ConnectionError if the server is down and EmptyCollectionError if the collection
+    does not exist."""
     model = discover_model(settings)
     chat = settings.chat
     llm = chat_model(settings, model, temperature=chat.temperature, max_tokens=chat.max_tokens)
     retriever = Retriever.from_settings(settings, collection, embedder=embedder)
     counter = TokenCounter(settings.server.base_url, model, settings.server.api_key)
     classifier = InjectionClassifier.from_settings(settings.screening)  # None unless configured
-    return ChatChain(
+    chain = ChatChain(
         llm, retriever, chat, counter=counter, collection=collection, classifier=classifier
     )
+    chain.warm()
+    return chain

@@ -183,6 +183,12 @@ class Retriever:
             ranked = self.reranker.rank(queries[0], ranked[:keep])
         return ranked[:k]
 
+    def warm(self) -> None:
+        """Load the embedding model, Chroma's index and the keyword index, and run each
+        search once with words the collection has (BM25 compiles its scorer on first use)."""
+        sample = self.store.chunks_collection().get(limit=1, include=["documents"])["documents"]
+        self.search_many([sample[0][:200] if sample else "warm up"], 1)
+
     def best_score(self, query: str) -> float:
         """The cosine similarity of the closest chunk: what abstention is decided on."""
         dense = self._dense(self.embedder.encode([query])[0], 1)

@@ -77,9 +77,7 @@ def _cached_chain(key: str, _settings: QuarrySettings) -> ChatChain:
     embedder = _embedder(
         _settings.embedding.model, _settings.embedding.batch_size, _settings.embedding.device
     )
-    chain = build_chain(_settings, _settings.ingest.collection, embedder=embedder)
-    chain.warm()
-    return chain
+    return build_chain(_settings, _settings.ingest.collection, embedder=embedder)
 
 
 def chain_for(settings: QuarrySettings) -> ChatChain:

@@ -4,26 +4,29 @@ A scripted conversation goes through the real chat chain (`app.compose.build_cha
 same chain the chat page uses), each turn with the earlier turns as history. Per turn:
 
 - Quarry's time to first token: the chain's own `Answer.ttft_s`, from the question to the
-  first token of the answer, so it holds everything a user waits for: the follow-up
-  rewrite (a whole generation request of its own), retrieval, screening, counting the
-  request's tokens, and the answer request's own time to first token.
+  first token of the answer, so it holds everything a user waits for: retrieval,
+  screening, counting the request's tokens, any model call the chain makes before the
+  answer (tool rounds; a follow-up rewrite where a chain has one), and the answer
+  request's own time to first token.
 - The server's time to first token for the answer request, from vLLM's Prometheus
   `/metrics`: the deltas of `vllm:time_to_first_token_seconds_sum` and `_count`.
 - Their ratio (Quarry / server): 1.0 would mean Quarry adds nothing.
 - The prefix-cache hit rate of the answer request: the deltas of
   `vllm:prefix_cache_hits_total` over `vllm:prefix_cache_queries_total`.
 
-The answer request is told apart from the others of the turn (the follow-up rewrite, tool
-rounds, the optional citation check) by reading the counters also at each `Status` event
-before the first token (the chain is paused there: the rewrite has finished, the answer
+The answer request is told apart from the others of the turn (tool rounds, the optional
+citation check by the model) by reading the counters also at each `Status` event before
+the first token (the chain is paused there: a request before it has finished, the answer
 request is not sent yet) and at the first token. The time those reads take is taken off
 Quarry's TTFT, since the chain's clock runs while it is paused. `server_requests` counts
-the generation requests the whole turn made; `answer_requests` those in the answer's window,
-1 when the answer request was isolated; more (the mean is reported then) when the chain
-sent another request without a `Status` in between, or someone else used the server at the
-same time, which the counters cannot tell apart. `others_in_flight` samples vLLM's running and
-waiting gauges at those reads: anything beyond the bench's own request is another client's,
-and the report then warns that the numbers are mixed (the server is best left to the bench).
+the generation requests the whole turn made; `answer_requests` those in the answer's window:
+1 when the answer request was isolated (its `prompt_tokens_queried` then equals the chain's
+own count of the request, `chain_prompt_tokens`, unless tool schemas went with it); more
+(the mean is reported then) when the chain sent another request without a `Status` in
+between, or another client used the server at the same time, which the counters cannot
+tell apart. `others_in_flight` samples vLLM's running and waiting gauges at those reads:
+anything beyond the bench's own request is another client's, and the report then warns
+that the numbers are mixed (the server is best left to the bench while it runs).
 
 Before turn 1 nothing is warmed except what building the chain already does (discovering
 the model, opening the collection, loading the embedder), so turn 1 measures the first
@@ -139,14 +142,15 @@ class ChatTurnResult:
     quarry_ttft_s: float | None  # None: no answer was generated (a refusal without a request)
     server_ttft_s: float | None  # the answer request's; the mean when answer_requests > 1
     ratio: float | None  # quarry_ttft_s / server_ttft_s
-    server_requests: int  # generation requests of the whole turn (rewrite included)
+    server_requests: int  # generation requests of the whole turn (tool rounds, checks)
     prompt_tokens_queried: int  # the answer request's tokens looked up in the prefix cache
     cache_hit_rate: float | None
     answer_requests: int = 1  # requests in the answer's window: 1 when it was isolated
     cached_tokens: int = 0
-    query: str = ""  # what was searched for (the rewritten follow-up)
+    query: str = ""  # what the chain searched for (Answer.query)
     pause_s: float = 0.0  # the bench's own counter reads, taken off quarry_ttft_s
     others_in_flight: int = 0  # other clients' requests seen running or waiting (sampled)
+    chain_prompt_tokens: int = 0  # the chain's own count of the answer request's prompt
 
 
 def turn_result(
@@ -160,6 +164,7 @@ def turn_result(
     after: ServerCounters,
     query: str = "",
     pause_s: float = 0.0,
+    chain_prompt_tokens: int = 0,
 ) -> ChatTurnResult:
     """One turn's numbers from the counters read before it, when the answer request was about
     to be sent, at the answer's first token and after the turn."""
@@ -179,6 +184,7 @@ def turn_result(
         cached_tokens=round(window.cache_hits),
         query=query,
         pause_s=pause_s,
+        chain_prompt_tokens=chain_prompt_tokens,
         # Ours: none before the turn, the answer request at its first token, none after.
         others_in_flight=max(
             round(before.in_flight), round(first_token.in_flight) - 1, round(after.in_flight), 0
@@ -238,6 +244,7 @@ def run_turn(
         after=after,
         query=answer.query,
         pause_s=pause_s,
+        chain_prompt_tokens=answer.prompt_tokens,
     )
     return result, answer
 
@@ -319,8 +326,9 @@ def markdown_report(
         f"# {title}",
         "",
         *([note, ""] if note else []),
-        "Quarry TTFT: the chain's question-to-first-token time (rewrite, retrieval, screening "
-        "and the answer request). Server TTFT: vLLM's own, for the answer request. "
+        "Quarry TTFT: the chain's question-to-first-token time (retrieval, screening, any "
+        "model call before the answer, and the answer request). Server TTFT: vLLM's own, "
+        "for the answer request. "
         "Requests: generation requests of the turn (the answer's window when not 1).",
         "",
         "| Turn | Question | Searched for | Quarry TTFT s | Server TTFT s | Ratio "
@@ -346,7 +354,7 @@ def markdown_report(
         f"(Quarry mean {_num(summary['followup_quarry_ttft_mean_s'])} s, "
         f"server mean {_num(summary['followup_server_ttft_mean_s'])} s, "
         f"cache hit mean {_num(summary['followup_cache_hit_rate_mean'], '.0%')})",
-        f"- Other generation requests (rewrites, tools, checks): {summary['extra_requests']}",
+        f"- Other generation requests (tools, checks): {summary['extra_requests']}",
     ]
     if summary["not_isolated_turns"]:
         lines.append(

@@ -1,4 +1,4 @@
-"""`quarry eval retrieval` and `quarry eval answers`: numbers that can gate a change.
+"""`quarry eval retrieval`, `answers`, `followups`, ...: numbers that can gate a change.
 
 Exit codes: 0 when every threshold given is met, 1 when one is missed, 2 for usage errors
 (a bad question set, a missing collection, a server that is down).
@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from eval.qa import QaItem, QaSetError, load_qa
+from eval.qa import QaItem, QaSetError, load_conversations, load_qa
 from quarry.settings import QuarrySettings, RetrievalSettings, SettingsError, load_settings
 
 console = Console()
@@ -25,6 +25,7 @@ err_console = Console(stderr=True)
 eval_app = typer.Typer(help="Evaluate retrieval and answers on a labelled question set.")
 
 SHIPPED_QA = Path(__file__).resolve().parent / "qa" / "quarry-docs.jsonl"
+SHIPPED_FOLLOWUPS = SHIPPED_QA.with_name("followups-docs.jsonl")
 
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection to search.")]
 QaOpt = Annotated[Path, typer.Option("--qa", help="Question set (JSONL, see eval/qa.py).")]
@@ -303,3 +304,60 @@ def tools_command(
     stem = f"eval-tools-{tool_choice}{'-strict' if strict else ''}"
     _write(output, stem, data, markdown(results, model, tool_choice, strict))
     raise typer.Exit(_gate(summary(results), {"valid": min_valid}, "tools"))  # type: ignore[arg-type]
+
+
+def _gap_gate(gap: float | None, max_gap: float | None, k: int) -> int:
+    if max_gap is None or gap is None or round(gap, 9) <= max_gap:
+        return 0
+    err_console.print(
+        f"[red]Above the threshold (followups): standalone hit@{k} minus followup hit@{k} "
+        f"is {gap:.3f} > {max_gap}[/red]"
+    )
+    return 1
+
+
+@eval_app.command("followups")
+def followups_command(
+    collection: CollectionOpt = "quarry-docs",
+    qa: Annotated[
+        Path,
+        typer.Option(
+            "--qa",
+            help="Multi-turn set (JSONL, one conversation a line, see eval/qa.py); "
+            "eval/qa/followups-peps.jsonl goes with a collection of the PEPs subset.",
+        ),
+    ] = SHIPPED_FOLLOWUPS,
+    k: Annotated[int, typer.Option(min=1, max=50, help="Passages retrieved per search.")] = 5,
+    output: OutputOpt = Path("reports"),
+    max_gap: Annotated[
+        float | None,
+        typer.Option(help="Fail when standalone hit@k minus followup hit@k is more than this."),
+    ] = None,
+) -> None:
+    """Follow-ups searched as the chat does, alone, and as hand-written standalone questions.
+
+    Reports hit@1, hit@k and MRR@k of the three side by side for the turns after the first,
+    and the first turns apart.
+    """
+    from app.retrieval import EmptyCollectionError, Retriever
+    from eval.followups_eval import evaluate, markdown
+    from ingest.store import StoreError
+
+    try:
+        settings = load_settings(ingest={"collection": collection})
+        conversations = load_conversations(qa)
+    except (SettingsError, QaSetError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        retriever = Retriever.from_settings(settings, collection)
+        turns = sum(len(c.turns) for c in conversations)
+        with console.status(f"{len(conversations)} conversations, {turns} turns..."):
+            report = evaluate(retriever, conversations, k)
+    except (EmptyCollectionError, StoreError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    data = {"summary": report.summary(), "turns": [asdict(t) for t in report.turns]}
+    title = f"Follow-up retrieval on {collection} ({qa.name})"
+    _write(output, "eval-followups", data, markdown(report, title))
+    raise typer.Exit(_gap_gate(report.gap(), max_gap, k))

@@ -123,9 +123,7 @@ def load_conversations(path: Path) -> list[Conversation]:
                 "standalone must equal its question."
             )
         if conversation.id in seen:
-            raise QaSetError(
-                f"{where}: id {conversation.id!r} is used twice; ids must be unique."
-            )
+            raise QaSetError(f"{where}: id {conversation.id!r} is used twice; ids must be unique.")
         seen.add(conversation.id)
         conversations.append(conversation)
     if not conversations:

@@ -99,7 +99,7 @@ def rag_context(chars: int = RAG_CONTEXT_CHARS) -> str:
 
 
 def rag_workload(output_tokens: int = 64) -> Workload:
-    system = (PROJECT / "prompts" / "system.md").read_text().strip()
+    system = (PROJECT / "prompts" / "large" / "system.md").read_text().strip()
     return Workload(
         name="rag",
         description="long shared system prompt and context (~1,500 tokens), short questions",

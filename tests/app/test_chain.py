@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.budget import ContextTooLongError, TokenCounter
-from app.chain import Answer, ChatChain, Status, Token, Turn
+from app.chain import Answer, ChatChain, Status, Token, Turn, search_queries
 from app.llm import chat_model, discover_model, server_status
 from app.retrieval import Retriever
 from ingest.embedding import Embedder
@@ -70,15 +70,36 @@ def test_a_question_the_documents_cannot_answer_is_refused(chain: ChatChain) -> 
     )
 
 
-def test_a_follow_up_is_rewritten_with_the_conversation(chain: ChatChain) -> None:
+def test_a_follow_up_is_searched_with_the_question_before_it(chain: ChatChain) -> None:
     history = [
         Turn("user", "How do I change the port of the model server?"),
         Turn("assistant", "Use --port or QUARRY_SERVER_PORT [1]."),
     ]
     events, answer = _run(chain, "And the chat page?", history)
-    assert answer.query != "And the chat page?"
-    assert any(isinstance(e, Status) and e.text.startswith("Searching for:") for e in events)
-    assert answer.passages  # the rewritten query still finds the documents
+    assert search_queries("And the chat page?", history) == [
+        "And the chat page?",
+        "How do I change the port of the model server? And the chat page?",
+    ]
+    assert answer.query == "And the chat page?"  # nothing rewritten, nothing shown as a query
+    assert not any(isinstance(e, Status) and "Searching for" in e.text for e in events)
+    assert "configuration.md" in {p.source for p in answer.passages}
+
+
+def test_the_answer_is_the_model_s_own_not_the_prompt(chain: ChatChain) -> None:
+    _, answer = _run(chain, "Which port does the chat page listen on?")
+    for prompt_words in ("Question:", "Text:", "Answer in one or two sentences"):
+        assert prompt_words not in answer.text
+
+
+def test_cited_passages_show_the_sentences_that_support_the_answer(chain: ChatChain) -> None:
+    _, answer = _run(chain, "Which port does the chat page listen on?")
+    assert answer.citations, answer.text
+    assert answer.evidence, answer.text
+    cited = {c.number: c.passage for c in answer.citations}
+    for number, spans in answer.evidence.items():
+        text = cited[number].text
+        assert all(0 <= start < end <= len(text) for start, end in spans)
+    assert all(check.supported for check in answer.citation_checks)
 
 
 def test_old_turns_are_left_out_when_the_request_would_not_fit(chain: ChatChain) -> None:

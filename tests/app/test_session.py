@@ -19,7 +19,6 @@ from app.session import (
     UploadError,
     describe,
     preset_for,
-    quiet_headings,
     safe_name,
     save_uploads,
     source_title,
@@ -128,13 +127,6 @@ def test_the_sidebar_starts_at_the_preset_nearest_the_configured_temperature() -
         "Conversational",
         "Creative",
     ]
-
-
-def test_passage_headings_are_shown_as_bold_lines() -> None:
-    text = "# Changing the port\n\nUse --port.\n## Chat page ##\n#hashtag stays"
-    assert quiet_headings(text) == (
-        "**Changing the port**\n\nUse --port.\n**Chat page**\n#hashtag stays"
-    )
 
 
 def test_source_titles_say_what_the_checks_found() -> None:

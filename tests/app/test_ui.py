@@ -12,7 +12,7 @@ import pytest
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from streamlit.testing.v1 import AppTest
 
-from app import session
+from app import render, session
 from app.citations import Citation
 from app.compose import build_chain
 from app.retrieval import Retriever
@@ -115,7 +115,7 @@ def test_cited_sources_are_numbered_and_open_on_the_passage(
     sample_page.run()
     (expander,) = sample_page.chat_message[1].expander
     assert expander.label == f"[1] {passage.label}"
-    assert expander.markdown[0].value == session.quiet_headings(passage.text)
+    assert expander.markdown[0].value == render.passage_markdown(passage.text)
     assert "first token 0.50 s · 20.0 tokens/s · 8 tokens" in texts(sample_page.caption)
 
 
@@ -130,8 +130,8 @@ def test_a_follow_up_is_asked_with_the_conversation(sample_page: AppTest) -> Non
     ask(ask(sample_page, KNOWN), "And the chat page?")
     assert len(sample_page.chat_message) == 4
     follow_up = sample_page.chat_message[3]
-    # The rewrite step only runs when the chain was given earlier turns.
-    assert any(c.startswith("Searching for:") for c in texts(follow_up.caption))
+    assert "configuration.md" in {e.label.split(",")[0].split("] ")[-1] for e in follow_up.expander}
+    assert not any("Searching for" in c for c in texts(follow_up.caption))  # no rewrite
 
 
 def test_new_chat_clears_the_conversation_and_keeps_the_collection(

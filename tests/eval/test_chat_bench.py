@@ -100,9 +100,9 @@ def test_a_turn_with_one_request() -> None:
     assert result.cache_hit_rate == pytest.approx(0.5)
 
 
-def test_a_follow_up_rewrite_is_kept_out_of_the_answer_request() -> None:
+def test_a_request_before_a_status_is_kept_out_of_the_answer_request() -> None:
     before = _at(10.0, 5, 1000, 100)
-    rewritten = _at(10.1, 6, 1200, 150)  # read at the "Searching for" status
+    marked = _at(10.1, 6, 1200, 150)  # read at a Status event: a tool round has finished
     first_token = _at(10.4, 7, 2000, 900)
     after = _at(10.45, 8, 2050, 940)  # a citation check after the answer
     result = turn_result(
@@ -110,7 +110,7 @@ def test_a_follow_up_rewrite_is_kept_out_of_the_answer_request() -> None:
         "And the chat page?",
         1.2,
         before=before,
-        answer_start=rewritten,
+        answer_start=marked,
         first_token=first_token,
         after=after,
     )
@@ -224,7 +224,8 @@ def test_two_turns_through_the_real_chain(
         assert r.prompt_tokens_queried > 0 and r.cache_hit_rate is not None
         assert r.answer_requests == 1, r  # exactly one request between the marks: the answer
         assert r.others_in_flight == 0, r  # the test server answers this test alone
-    # The whole turn: the answer, and for a follow-up that was rewritten also the rewrite.
+        assert r.prompt_tokens_queried == r.chain_prompt_tokens, r  # that same request
+    # The whole turn: the answer alone (a chain that rewrote follow-ups would add one).
     assert results[0].server_requests == 1
     assert results[1].server_requests == 1 + (results[1].query != results[1].question)
     assert (results[1].cache_hit_rate or 0) > 0  # the system prompt at least was cached
