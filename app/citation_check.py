@@ -14,6 +14,7 @@ inside `127.0.0.1`, `main.rs`, inline code or a code block.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -213,8 +214,10 @@ def find_evidence(
     For each sentence of the answer and each number it cites, when the passage as a whole
     supports the sentence (the test of `check_citations`: a flagged citation gets no
     highlight), every sentence of the passage but its headings is scored with the same two
-    signals, and the best one (lexical share plus cosine similarity) that passes the same
-    test is evidence. Per number: the `MAX_EVIDENCE_SPANS` best pieces of evidence, as
+    signals, and the best one that passes the same test is evidence, with a second one that scores
+    within `EVIDENCE_MARGIN` of it (ranked by the share of
+    the sentence's words it holds, rarer words in the passage counting more, plus half its
+    cosine similarity). Per number: the `MAX_EVIDENCE_SPANS` best pieces of evidence, as
     (start, end) offsets into `citation.passage.text`, sorted, without duplicates, adjacent
     sentences merged into one span. Numbers without evidence are left out. The texts are
     embedded in one `encode` call.
@@ -249,14 +252,18 @@ def find_evidence(
             continue
         similarities = batch[[s.text for s in pieces[number]]] @ vector
         lexicals = [_share(sentence_words, w) for w in pieces_words[number]]
+        weight = _rarity(pieces_words[number])
         passing = [
-            (lexical + float(similarity), i)
-            for i, (lexical, similarity) in enumerate(zip(lexicals, similarities, strict=True))
-            if supports(lexical, similarity)
+            (_weighted_share(sentence_words, found_in, weight) + SIMILARITY_WEIGHT * float(sim), i)
+            for i, (lexical, sim, found_in) in enumerate(
+                zip(lexicals, similarities, pieces_words[number], strict=True)
+            )
+            if supports(lexical, sim)
         ]
-        if passing:
-            score, i = max(passing)
-            scores[number][i] = max(score, scores[number].get(i, score))
+        best = max(passing, default=(0.0, -1))[0]
+        for score, i in sorted(passing, reverse=True)[:MAX_EVIDENCE_SPANS]:
+            if score >= best - EVIDENCE_MARGIN:  # a close second: the answer may need both
+                scores[number][i] = max(score, scores[number].get(i, score))
 
     evidence = {}
     for number, by_sentence in scores.items():
@@ -264,6 +271,29 @@ def find_evidence(
         if kept:
             evidence[number] = _merged(pieces[number], sorted(kept))
     return evidence
+
+
+# Ranking a passage's sentences as evidence: the words they share with the answer first (a
+# person sees those), similarity second; cosine alone preferred "listens on port 8000" to the
+# sentence naming the `--port` flag for "use the --port flag to change the port".
+SIMILARITY_WEIGHT = 0.5
+EVIDENCE_MARGIN = 0.1
+
+
+def _rarity(sentences_words: Sequence[set[str]]) -> dict[str, float]:
+    """Each word's weight inside one passage: words in every sentence ("server" in a page
+    about the server) say less about which sentence is meant than "flag" does."""
+    frequency: dict[str, int] = {}
+    for words in sentences_words:
+        for word in words:
+            frequency[word] = frequency.get(word, 0) + 1
+    total = len(sentences_words)
+    return {word: math.log(1 + total / count) for word, count in frequency.items()}
+
+
+def _weighted_share(words: set[str], found_in: set[str], weight: dict[str, float]) -> float:
+    known = sum(weight.get(w, 0.0) for w in words)
+    return sum(weight.get(w, 0.0) for w in words & found_in) / known if known else 0.0
 
 
 def _merged(sentences: Sequence[Sentence], indices: Sequence[int]) -> list[tuple[int, int]]:

@@ -135,8 +135,17 @@ def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:
             source = answer.get_by_test_id("stExpander").filter(has_text="configuration.md")
             expect(source.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
             expect(answer.get_by_text("tokens/s")).to_be_visible()
-            source.first.locator("summary").click()  # the passage text, on demand
-            expect(source.first.get_by_test_id("stExpanderDetails")).to_be_visible()
+            words = answer.get_by_test_id("stMarkdown").first.inner_text()
+            assert "--port" in words or "QUARRY_SERVER_PORT" in words, words  # right, cited:
+            assert "[1]" in words, words
+            details = source.first.get_by_test_id("stExpanderDetails")
+            if not details.is_visible():  # the first source opens by itself when it has evidence
+                source.first.locator("summary").click()
+            expect(details).to_be_visible()
+            # The sentence of the passage that supports the answer is highlighted in it.
+            highlight = details.locator(".stMarkdownColoredBackground")
+            expect(highlight.first).to_be_visible()
+            assert "port" in highlight.first.inner_text()
             page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
 
             box.fill("How do I stop Quarry?")

@@ -260,7 +260,9 @@ class RecordingLLM:
     def __init__(self) -> None:
         self.requests: list[list[BaseMessage]] = []
 
-    def stream(self, messages: list[BaseMessage]) -> Iterator[AIMessageChunk]:
+    def stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None
+    ) -> Iterator[AIMessageChunk]:
         self.requests.append(list(messages))
         yield AIMessageChunk(content="The warranty lasts two years [1].")
 
@@ -273,6 +275,12 @@ class FixedRetriever:
 
     def search(self, query: str, k: int) -> list[Passage]:
         return self.passages[:k]
+
+    def search_many(self, queries: list[str], k: int) -> list[Passage]:
+        return self.passages[:k]
+
+    def warm(self) -> None:
+        pass
 
 
 def _passage(chunk_id: str, text: str, index: int) -> Passage:
