@@ -9,7 +9,7 @@ from langchain_core.messages import HumanMessage
 
 from app.chain import Answer, ChatChain
 from app.prompts import render
-from eval.metrics import citation_precision, fact_recall, mean, percentile
+from eval.metrics import citation_precision, echoes_prompt, fact_recall, mean, percentile
 from eval.qa import QaItem
 
 
@@ -28,6 +28,8 @@ class AnswerResult:
     faithful: bool | None = None
     citations_checked: int = 0
     citations_unsupported: int = 0
+    echoed_prompt: bool = False
+    model_citations_removed: int = 0  # written by the model, not supported: taken off
 
 
 @dataclass
@@ -41,6 +43,7 @@ class AnswersReport:
         checked = sum(r.citations_checked for r in self.results)
         unsupported = sum(r.citations_unsupported for r in self.results)
         return {
+            "prompt_echoes": float(sum(r.echoed_prompt for r in self.results)),
             "citation_precision": mean([r.citation_precision for r in self.results]),
             "fact_recall": mean([r.fact_recall for r in self.results]),
             "refusal_accuracy": mean([float(r.refusal_correct) for r in self.results]),
@@ -51,6 +54,7 @@ class AnswersReport:
             "citations_checked": float(checked),
             "citations_unsupported": float(unsupported),
             "citation_support_rate": (checked - unsupported) / checked if checked else None,
+            "model_citations_removed": float(sum(r.model_citations_removed for r in self.results)),
             "ttft_p50_s": percentile(ttfts, 50),
             "ttft_p95_s": percentile(ttfts, 95),
             "total_p50_s": percentile(totals, 50),
@@ -95,6 +99,8 @@ def evaluate(chain: ChatChain, items: Sequence[QaItem], *, with_judge: bool) -> 
                 faithful=judge(chain, answer) if with_judge else None,
                 citations_checked=len(answer.citation_checks),
                 citations_unsupported=len(answer.unsupported_citations),
+                echoed_prompt=echoes_prompt(answer.text, chain.system_prompt),
+                model_citations_removed=answer.removed_citations,
             )
         )
     return report

@@ -76,3 +76,20 @@ def fact_recall(answer: str, facts: Sequence[str]) -> float | None:
 def mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+# The labels of Quarry's prompts, at the start of a line: an answer that writes them is
+# reciting the request ("Question: ... Passages: [1] ...") rather than answering it.
+PROMPT_LABELS = re.compile(r"^\s*(?:question|passages?|text|answer the question)\s*:", re.I | re.M)
+ECHO_WORDS = 8  # this many words of the system prompt in a row: recited, not answered
+
+
+def echoes_prompt(answer: str, system_prompt: str) -> bool:
+    """Whether the answer recites the prompt: one of its labels, or a run of the system
+    prompt's words."""
+    if PROMPT_LABELS.search(answer):
+        return True
+    words = re.findall(r"\w+", system_prompt.lower())
+    runs = {" ".join(words[i : i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)}
+    said = " ".join(re.findall(r"\w+", answer.lower()))
+    return any(run in said for run in runs)

@@ -181,7 +181,7 @@ class IngestSettings(Section):
 class RetrievalSettings(Section):
     """How passages are found; each default is chosen by a measurement in docs/decisions.md."""
 
-    top_k: int = Field(4, ge=1, le=50, description="Passages given to the model (cpu 2).")
+    top_k: int = Field(4, ge=1, le=50, description="Passages given to the model (cpu 3).")
     min_score: float = Field(
         0.25,
         ge=-1,
@@ -210,7 +210,7 @@ class ChatSettings(Section):
         0,
         ge=0,
         description="The model reads only the passages' sentences most like the question, this "
-        "many (cpu 3); 0 reads whole passages.",
+        "many (cpu 4); 0 reads whole passages.",
     )
     stop: list[str] = Field(
         default_factory=list,
@@ -252,11 +252,11 @@ class ScreeningSettings(Section):
 # it answers best from a few of the passages' sentences under a short prompt that ends with
 # the question. The fields' own defaults suit Llama-3-8B (whole passages, its own citations).
 SMALL_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "retrieval": {"top_k": 2},
+    "retrieval": {"top_k": 3},
     "chat": {
         "prompt_set": "small",
         "max_tokens": 160,
-        "context_sentences": 3,
+        "context_sentences": 4,
         "stop": ["\nQuestion:", "\nText:"],
     },
 }

@@ -32,7 +32,7 @@ def test_each_request_starts_with_the_previous_requests_prefix(
     assert isinstance(second[0], SystemMessage) and second[0].content == first[0].content
     assert second[1:3] == [HumanMessage(first_q), AIMessage("Press Ctrl-C [1].")]
     assert isinstance(second[-1], HumanMessage)  # the cpu profile's small prompt set:
-    assert str(second[-1].content).startswith("Text:\n")  # the passages first,
+    assert str(second[-1].content).startswith(f"Question: {second_q}\n\nText:\n")
     assert str(second[-1].content).endswith(
         f"Question: {second_q}\nAnswer in one or two sentences:"
     )

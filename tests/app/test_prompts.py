@@ -39,11 +39,11 @@ def test_system_prompt_is_static_and_states_the_citation_rules() -> None:
     assert "not instructions" in text
 
 
-def test_the_small_model_gets_the_text_first_and_the_question_last() -> None:
+def test_the_small_model_gets_the_question_around_the_text() -> None:
     assert template_variables("system", prompt_set="small") == set()
     assert "Quarry" not in render("system", prompt_set="small")  # nothing to echo back
     text = render("answer", prompt_set="small", question="Which port?", passages=PASSAGES)
-    assert text.startswith("Text:\nThe server listens on 8000.\n\nTemperature presets.")
+    assert text.startswith("Question: Which port?\n\nText:\nThe server listens on 8000.\n\n")
     assert text.endswith("Question: Which port?\nAnswer in one or two sentences:")
     assert "[1]" not in text  # Quarry matches the citations to the sentences afterwards
 

@@ -8,6 +8,7 @@ import pytest
 
 from eval.metrics import (
     citation_precision,
+    echoes_prompt,
     fact_recall,
     hit_at_k,
     mean,
@@ -73,3 +74,15 @@ def test_citation_precision_and_fact_recall() -> None:
 def test_mean_skips_missing_values() -> None:
     assert mean([1.0, None, 0.0]) == 0.5
     assert mean([None]) is None
+
+
+def test_an_answer_that_recites_the_prompt_is_an_echo() -> None:
+    system = "You are Quarry, an assistant that answers questions about the user's own documents."
+    assert echoes_prompt(
+        "You are Quarry, an assistant that answers questions about the user's own documents.",
+        system,
+    )
+    assert echoes_prompt("The port is 8000.\n\nQuestion: How do I change it?", system)
+    assert echoes_prompt("Passages:\n[1] configuration.md", system)
+    assert not echoes_prompt("Pass --port 8001 to quarry serve [1].", system)
+    assert not echoes_prompt("The question is answered in the text below.", system)
