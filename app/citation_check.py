@@ -44,6 +44,27 @@ _UNDERLINE = re.compile(r"[ \t]*([=\-~^*+#])\1+[ \t]*\r?")  # setext and RST hea
 _HEADING = re.compile(r"[ \t]*(?:>[ \t]*)*#{1,6}(?:[ \t]|$)")
 
 
+# What a sentence states exactly and a passage must state too: numbers and versions
+# (8501, 127.0.0.1, 3.12), inline code, flags (--port), constants (QUARRY_SERVER_PORT).
+_SPECIFIC = re.compile(
+    r"`([^`\n]+)`"
+    r"|(?<![\w.-])(--?[A-Za-z][\w-]*|[A-Z][A-Z0-9]*_[A-Z0-9_]+|\d[\d.:,]*\d|\d)(?![\w-])"
+)
+
+
+def invented(sentence: str, passage: str) -> list[str]:
+    """The exact things the sentence states that the passage does not contain: the small
+    model writes "listens on port 12345" from a passage that says 8501, and words and
+    meaning alone still find that close."""
+    text = passage.lower()
+    found = [
+        piece  # inline code, a piece at a time: `--port 8001` is backed by "--port ... 8001"
+        for code, plain in _SPECIFIC.findall(_without_markers(sentence))
+        for piece in (code.split() if code else [plain])
+    ]
+    return [item for item in found if item.lower().rstrip(".,:;") not in text]
+
+
 def supports(lexical: float, similarity: float) -> bool:
     """The support test: enough of the sentence's words, or close enough in meaning."""
     return lexical >= MIN_LEXICAL or similarity >= MIN_SIMILARITY
@@ -56,12 +77,13 @@ class CitationCheck:
     lexical: float
     similarity: float
     model_says: bool | None = None  # the served model's yes/no, when it was asked
+    invented: tuple[str, ...] = ()  # numbers, code, names the passage does not contain
 
     @property
     def supported(self) -> bool:
         if self.model_says is not None:
             return self.model_says
-        return supports(self.lexical, self.similarity)
+        return not self.invented and supports(self.lexical, self.similarity)
 
 
 def content_words(text: str) -> set[str]:
@@ -124,7 +146,13 @@ def check_citations(
     batch = _Batch(embedder, sentences + cited)
     similarities = np.einsum("ij,ij->i", batch[sentences], batch[cited])
     return [
-        CitationCheck(number, sentence, lexical_support(sentence, passages[number]), float(sim))
+        CitationCheck(
+            number,
+            sentence,
+            lexical_support(sentence, passages[number]),
+            float(sim),
+            invented=tuple(invented(sentence, passages[number])),
+        )
         for (sentence, number), sim in zip(pairs, similarities, strict=True)
     ]
 
@@ -133,18 +161,19 @@ def _best_passages(
     sentences: Sequence[str], passages: Sequence[str], embedder: Embedder
 ) -> list[int | None]:
     """For each sentence, the index of the passage that supports it with the highest cosine
-    similarity, or None when none passes the support test."""
+    similarity, or None when none passes the support test (and states all it states)."""
     if not sentences or not passages:
         return [None] * len(sentences)
     batch = _Batch(embedder, [*sentences, *passages])
     similarities = batch[sentences] @ batch[passages].T
     passage_words = [content_words(p) for p in passages]
     best: list[int | None] = []
-    for words, row in zip((content_words(s) for s in sentences), similarities, strict=True):
+    for sentence, row in zip(sentences, similarities, strict=True):
+        words = content_words(sentence)
         passing = [
             j
             for j, found_in in enumerate(passage_words)
-            if supports(_share(words, found_in), row[j])
+            if supports(_share(words, found_in), row[j]) and not invented(sentence, passages[j])
         ]
         best.append(max(passing, key=lambda j: row[j]) if passing else None)
     return best
@@ -246,8 +275,10 @@ def find_evidence(
     for text, number in pairs:
         sentence_words, vector = content_words(text), batch[[text]][0]
         passage_similarity = float(batch[[passages[number]]][0] @ vector)
-        if not pieces[number] or not supports(
-            _share(sentence_words, words[number]), passage_similarity
+        if (
+            not pieces[number]
+            or not supports(_share(sentence_words, words[number]), passage_similarity)
+            or invented(text, passages[number])
         ):
             continue
         similarities = batch[[s.text for s in pieces[number]]] @ vector

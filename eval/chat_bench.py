@@ -6,8 +6,7 @@ same chain the chat page uses), each turn with the earlier turns as history. Per
 - Quarry's time to first token: the chain's own `Answer.ttft_s`, from the question to the
   first token of the answer, so it holds everything a user waits for: retrieval,
   screening, counting the request's tokens, any model call the chain makes before the
-  answer (tool rounds; a follow-up rewrite where a chain has one), and the answer
-  request's own time to first token.
+  answer (tool rounds), and the answer request's own time to first token.
 - The server's time to first token for the answer request, from vLLM's Prometheus
   `/metrics`: the deltas of `vllm:time_to_first_token_seconds_sum` and `_count`.
 - Their ratio (Quarry / server): 1.0 would mean Quarry adds nothing.
@@ -28,9 +27,9 @@ tell apart. `others_in_flight` samples vLLM's running and waiting gauges at thos
 anything beyond the bench's own request is another client's, and the report then warns
 that the numbers are mixed (the server is best left to the bench while it runs).
 
-Before turn 1 nothing is warmed except what building the chain already does (discovering
-the model, opening the collection, loading the embedder), so turn 1 measures the first
-question as a user meets it. With `warmup` (the default, and the CLI's) one throwaway
+Before turn 1 nothing is warmed except what building the chain already does, as the chat
+page does when it opens (`ChatChain.warm`: the embedding model, Chroma, the keyword index,
+the server's tokenizer), so turn 1 measures the first question as a user meets it. With `warmup` (the default, and the CLI's) one throwaway
 request, unrelated to the conversation so that it leaves nothing in the prefix cache the
 conversation could reuse, goes straight to the server first, so that the server's own
 first-request costs (the first forward pass after start) do not land on turn 1. The server's

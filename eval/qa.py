@@ -26,14 +26,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 
-class QaItem(BaseModel):
+class Identified(BaseModel):
+    """A record of a set: one line, with an id unique in its file."""
+
     model_config = {"extra": "forbid"}
 
     id: str = Field(min_length=1)
+
+
+class QaItem(Identified):
     question: str = Field(min_length=1)
     expected_sources: list[str] = Field(default_factory=list)
     answer: str | None = None
@@ -48,17 +54,22 @@ class QaSetError(ValueError):
     """A question set that cannot be used; the message names the file, line and field."""
 
 
-def load_qa(path: Path) -> list[QaItem]:
+Record = TypeVar("Record", bound=Identified)
+
+
+def _records(path: Path, model: type[Record], kind: str) -> list[tuple[str, Record]]:
+    """Each line of a JSONL set validated as `model`, with where it was ("file:line"); errors
+    name the file, the line and the field. Blank lines and // comments are skipped."""
     if not path.is_file():
-        raise QaSetError(f"{path}: no such question set (a JSONL file, one question a line).")
-    items: list[QaItem] = []
+        raise QaSetError(f"{path}: no such {kind} set (a JSONL file, one {kind} a line).")
+    records: list[tuple[str, Record]] = []
     seen: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("//"):
             continue
         where = f"{path}:{number}"
         try:
-            item = QaItem.model_validate(json.loads(line))
+            record = model.model_validate(json.loads(line))
         except json.JSONDecodeError as exc:
             raise QaSetError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno}).") from None
         except ValidationError as exc:
@@ -66,13 +77,17 @@ def load_qa(path: Path) -> list[QaItem]:
                 f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors()
             )
             raise QaSetError(f"{where}: {problems}.") from None
-        if item.id in seen:
-            raise QaSetError(f"{where}: id {item.id!r} is used twice; ids must be unique.")
-        seen.add(item.id)
-        items.append(item)
-    if not items:
-        raise QaSetError(f"{path}: no questions in the file.")
-    return items
+        if record.id in seen:
+            raise QaSetError(f"{where}: id {record.id!r} is used twice; ids must be unique.")
+        seen.add(record.id)
+        records.append((where, record))
+    if not records:
+        raise QaSetError(f"{path}: no {kind}s in the file.")
+    return records
+
+
+def load_qa(path: Path) -> list[QaItem]:
+    return [item for _, item in _records(path, QaItem, "question")]
 
 
 class FollowupTurn(BaseModel):
@@ -88,44 +103,18 @@ class FollowupTurn(BaseModel):
         return bool(self.expected_sources)
 
 
-class Conversation(BaseModel):
-    model_config = {"extra": "forbid"}
-
-    id: str = Field(min_length=1)
+class Conversation(Identified):
     turns: list[FollowupTurn] = Field(min_length=2)
 
 
 def load_conversations(path: Path) -> list[Conversation]:
     """A multi-turn set; errors name the file, the line and the field, like `load_qa`."""
-    if not path.is_file():
-        raise QaSetError(
-            f"{path}: no such conversation set (a JSONL file, one conversation a line)."
-        )
-    conversations: list[Conversation] = []
-    seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("//"):
-            continue
-        where = f"{path}:{number}"
-        try:
-            conversation = Conversation.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise QaSetError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno}).") from None
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors()
-            )
-            raise QaSetError(f"{where}: {problems}.") from None
+    conversations = _records(path, Conversation, "conversation")
+    for where, conversation in conversations:
         first = conversation.turns[0]
         if first.standalone != first.question:
             raise QaSetError(
                 f"{where}: turns.0.standalone: the first turn has nothing before it, so its "
                 "standalone must equal its question."
             )
-        if conversation.id in seen:
-            raise QaSetError(f"{where}: id {conversation.id!r} is used twice; ids must be unique.")
-        seen.add(conversation.id)
-        conversations.append(conversation)
-    if not conversations:
-        raise QaSetError(f"{path}: no conversations in the file.")
-    return conversations
+    return [conversation for _, conversation in conversations]

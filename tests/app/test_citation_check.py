@@ -12,6 +12,7 @@ from app.citation_check import (
     check_citations,
     cited_sentences,
     find_evidence,
+    invented,
     lexical_support,
     unsupported_sentences,
 )
@@ -271,3 +272,23 @@ def test_without_passages_every_prose_sentence_is_unsupported(embedder: Embedder
         "The model server listens on port 8000 by default."
     ]
     assert unsupported_sentences("", [PORT_SECTIONS], embedder) == []
+
+
+def test_a_sentence_stating_what_the_passage_does_not_is_not_supported(
+    embedder: Embedder,
+) -> None:
+    text = (
+        "The chat page listens on 127.0.0.1, port 8501. Set `QUARRY_CHAT_UI_PORT` to move it, "
+        "or change the server with the `--port` flag (`QUARRY_SERVER_PORT=8001`)."
+    )
+    assert invented("The chat page listens on port 12345 by default [1].", text) == ["12345"]
+    assert invented("Set QUARRY_CHAT_UI_PORT or pass `--port 8001` [1].", text) == []
+    assert invented("Use `--host` and QUARRY_CHAT_HOST.", text) == ["--host", "QUARRY_CHAT_HOST"]
+    passage = Passage("c1", text, "configuration.md", "", "", None, 0, 0.9)
+    wrong = "The chat page listens on port 12345 by default [1]."
+    (check,) = check_citations(wrong, [Citation(1, passage)], embedder)
+    assert check.invented == ("12345",) and not check.supported
+    assert attribute("The chat page listens on port 12345 by default.", [passage], embedder) == (
+        "The chat page listens on port 12345 by default."
+    )
+    assert [s.text for s in unsupported_sentences(wrong, [passage], embedder)] == [wrong]
