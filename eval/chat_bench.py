@@ -29,11 +29,12 @@ that the numbers are mixed (the server is best left to the bench while it runs).
 
 Before turn 1 nothing is warmed except what building the chain already does, as the chat
 page does when it opens (`ChatChain.warm`: the embedding model, Chroma, the keyword index,
-the server's tokenizer), so turn 1 measures the first question as a user meets it. With `warmup` (the default, and the CLI's) one throwaway
-request, unrelated to the conversation so that it leaves nothing in the prefix cache the
-conversation could reuse, goes straight to the server first, so that the server's own
-first-request costs (the first forward pass after start) do not land on turn 1. The server's
-prefix cache is not reset: on a server that already answered these questions, turn 1 can hit.
+the server's tokenizer), so turn 1 measures the first question as a user meets it. With
+`warmup` (the default, and the CLI's) one throwaway request, unrelated to the conversation
+so that it leaves nothing in the prefix cache the conversation could reuse, goes straight to
+the server first, so that the server's own first-request costs (the first forward pass after
+start) do not land on turn 1. The server's prefix cache is not reset: on a server that
+already answered these questions, turn 1 can hit.
 """
 
 from __future__ import annotations
