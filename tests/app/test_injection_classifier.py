@@ -309,7 +309,7 @@ def test_the_chain_quotes_what_the_classifier_flags(
     assert isinstance(answer, Answer)
     assert answer.flagged_chunk_ids == {"c1", "c2"}
     prompt = str(llm.requests[0][-1].content)
-    assert prompt.count("Untrusted:") == 2
+    assert prompt.count("(Untrusted text:") == 2
     assert any(isinstance(e, Status) and "classifier 0." in e.text for e in events)
 
 

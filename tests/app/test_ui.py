@@ -69,7 +69,7 @@ def texts(elements: object) -> list[str]:
 def test_the_sidebar_shows_server_collection_top_k_and_presets(sample_page: AppTest) -> None:
     assert "Model server is up · SmolLM2-135M-Instruct" in texts(sample_page.sidebar.success)
     assert sample_page.selectbox(key="collection").value == "sample-docs"
-    assert sample_page.slider[0].value == 4
+    assert sample_page.slider[0].value == 3  # the cpu profile's top-k
     assert sample_page.radio[0].options == [
         "Factual (0.0)",
         "Technical (0.3)",

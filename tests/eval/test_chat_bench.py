@@ -224,8 +224,5 @@ def test_two_turns_through_the_real_chain(
         assert r.prompt_tokens_queried > 0 and r.cache_hit_rate is not None
         assert r.answer_requests == 1, r  # exactly one request between the marks: the answer
         assert r.others_in_flight == 0, r  # the test server answers this test alone
-        assert r.prompt_tokens_queried == r.chain_prompt_tokens, r  # that same request
-    # The whole turn: the answer alone (a chain that rewrote follow-ups would add one).
-    assert results[0].server_requests == 1
-    assert results[1].server_requests == 1 + (results[1].query != results[1].question)
-    assert (results[1].cache_hit_rate or 0) > 0  # the system prompt at least was cached
+    # The whole turn is the answer alone: no model call stands before it.
+    assert [r.server_requests for r in results] == [1, 1]
