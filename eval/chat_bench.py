@@ -147,7 +147,6 @@ class ChatTurnResult:
     cache_hit_rate: float | None
     answer_requests: int = 1  # requests in the answer's window: 1 when it was isolated
     cached_tokens: int = 0
-    query: str = ""  # what the chain searched for (Answer.query)
     pause_s: float = 0.0  # the bench's own counter reads, taken off quarry_ttft_s
     others_in_flight: int = 0  # other clients' requests seen running or waiting (sampled)
     chain_prompt_tokens: int = 0  # the chain's own count of the answer request's prompt
@@ -162,7 +161,6 @@ def turn_result(
     answer_start: ServerCounters,
     first_token: ServerCounters,
     after: ServerCounters,
-    query: str = "",
     pause_s: float = 0.0,
     chain_prompt_tokens: int = 0,
 ) -> ChatTurnResult:
@@ -182,7 +180,6 @@ def turn_result(
         cache_hit_rate=window.hit_rate,
         answer_requests=window.requests,
         cached_tokens=round(window.cache_hits),
-        query=query,
         pause_s=pause_s,
         chain_prompt_tokens=chain_prompt_tokens,
         # Ours: none before the turn, the answer request at its first token, none after.
@@ -242,7 +239,6 @@ def run_turn(
         answer_start=answer_start,
         first_token=first_token or after,
         after=after,
-        query=answer.query,
         pause_s=pause_s,
         chain_prompt_tokens=answer.prompt_tokens,
     )
@@ -331,17 +327,17 @@ def markdown_report(
         "for the answer request. "
         "Requests: generation requests of the turn (the answer's window when not 1).",
         "",
-        "| Turn | Question | Searched for | Quarry TTFT s | Server TTFT s | Ratio "
+        "| Turn | Question | Quarry TTFT s | Server TTFT s | Ratio "
         "| Requests | Prompt tokens | Cache hit |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         requests = str(r.server_requests)
         if r.answer_requests != 1:
             requests += f" ({r.answer_requests} in answer window)"
         lines.append(
-            f"| {r.turn} | {r.question} | {r.query if r.query != r.question else ''} "
-            f"| {_num(r.quarry_ttft_s)} | {_num(r.server_ttft_s)} | {_num(r.ratio, '.2f')} "
+            f"| {r.turn} | {r.question} | {_num(r.quarry_ttft_s)} | {_num(r.server_ttft_s)} "
+            f"| {_num(r.ratio, '.2f')} "
             f"| {requests} | {r.prompt_tokens_queried} | {_num(r.cache_hit_rate, '.0%')} |"
         )
     lines += [

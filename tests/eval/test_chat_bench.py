@@ -193,7 +193,7 @@ def test_summary_separates_turn_one_from_the_follow_ups() -> None:
         "follow-ups: ratio 3.00 > 2.50",
     ]
     report = markdown_report(_results(), "Chat bench")
-    assert "| 1 | Q1? |  | 2.000 | 0.500 | 4.00 | 1 | 100 | 50% |" in report
+    assert "| 1 | Q1? | 2.000 | 0.500 | 4.00 | 1 | 100 | 50% |" in report
     assert "No ratio for turns [4]" in report
 
 
