@@ -36,6 +36,7 @@ class Passage:
     page: int | None
     chunk_index: int
     score: float  # cosine similarity, 1 is identical
+    doc_id: str = ""  # the document, (root, source): two roots may both hold a README.md
 
     @property
     def label(self) -> str:
@@ -65,6 +66,7 @@ class Passage:
             page=int(page) if page is not None else None,
             chunk_index=int(meta.get("chunk_index", 0)),
             score=1.0 - float(distance),
+            doc_id=str(meta.get("doc_id", "")),
         )
 
 
@@ -254,13 +256,14 @@ class Retriever:
             found[cid] = replace(passage, score=_cosine(vector, embedding))
         return found
 
-    def neighbours(self, source: str, chunk_index: int, radius: int) -> list[Passage]:
-        """The chunks around one chunk of a document, in document order (to read more)."""
-        low, high = chunk_index - radius, chunk_index + radius
+    def neighbours(self, anchor: Passage, radius: int) -> list[Passage]:
+        """The chunks around one chunk of its document, in document order (to read more)."""
+        low, high = anchor.chunk_index - radius, anchor.chunk_index + radius
+        document = {"doc_id": anchor.doc_id} if anchor.doc_id else {"source": anchor.source}
         found = self.store.chunks_collection().get(
             where={
                 "$and": [
-                    {"source": source},
+                    document,
                     {"chunk_index": {"$gte": low}},
                     {"chunk_index": {"$lte": high}},
                 ]

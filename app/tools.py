@@ -94,7 +94,7 @@ def run_tool_call(call: dict[str, Any], retriever: Retriever, registry: PassageR
         if args.passage > len(registry.passages):
             raise ValueError(f"there is no passage [{args.passage}]")
         anchor = registry.passages[args.passage - 1]
-        return registry.render(retriever.neighbours(anchor.source, anchor.chunk_index, args.radius))
+        return registry.render(retriever.neighbours(anchor, args.radius))
 
     if name not in handlers:
         return f"Error: there is no tool {name!r}; use one of {', '.join(handlers)}."

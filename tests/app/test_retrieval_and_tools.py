@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.retrieval import EmptyCollectionError, Retriever
 from app.tools import PassageRegistry, parse_arguments, run_tool_call, tool_schemas
 from ingest.embedding import Embedder
-from quarry.settings import QuarrySettings
+from ingest.pipeline import ingest
+from quarry.settings import QuarrySettings, load_settings
 
 
 def test_the_relevant_document_comes_first(sample_retriever: Retriever) -> None:
@@ -26,8 +29,9 @@ def test_unrelated_questions_find_nothing(sample_retriever: Retriever, question:
 
 def test_neighbours_come_in_document_order(sample_retriever: Retriever) -> None:
     anchor = sample_retriever.search("Temperature presets factual creative", 1)[0]
-    around = sample_retriever.neighbours(anchor.source, anchor.chunk_index, radius=1)
+    around = sample_retriever.neighbours(anchor, radius=1)
     assert {p.source for p in around} == {anchor.source}
+    assert anchor.doc_id and {p.doc_id for p in around} == {anchor.doc_id}
     assert anchor.chunk_id in [p.chunk_id for p in around]
     assert [p.chunk_index for p in around] == sorted(p.chunk_index for p in around)
 
@@ -95,3 +99,23 @@ def test_malformed_calls_become_messages_to_the_model(
     result = run_tool_call(call, sample_retriever, PassageRegistry())
     assert result.startswith("Error:")
     assert error in result
+
+
+def test_reading_more_stays_in_the_document_when_two_roots_share_a_name(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    for root, topic in (("team-a", "granite"), ("team-b", "marble")):
+        (tmp_path / root).mkdir()
+        (tmp_path / root / "README.md").write_text(
+            f"# {topic.title()}\n\n"
+            + "\n\n".join(f"Paragraph {i} is about {topic} blocks." * 12 for i in range(4))
+        )
+    settings = load_settings(
+        profile="cpu", data_dir=tmp_path / "data", ingest={"collection": "two-roots"}
+    )
+    ingest([tmp_path / "team-a", tmp_path / "team-b"], settings, embedder=embedder)
+    retriever = Retriever.from_settings(settings, "two-roots", embedder=embedder)
+    anchor = retriever.search("granite blocks", 1)[0]
+    around = retriever.neighbours(anchor, radius=2)
+    assert len({p.chunk_index for p in around}) == len(around)  # one document's chunks
+    assert all("granite" in p.text and "marble" not in p.text for p in around)
