@@ -14,22 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-import Stemmer
-
-from app.citation_check import content_words, evidence_sentences
+from app.citation_check import evidence_sentences
 from app.retrieval import Passage
+from ingest.keyword_index import Analyzer
 
 MIN_SENTENCE_CHARS = 16  # shorter pieces are headings, labels or list bullets
 LENGTH_PENALTY = 0.02  # per word: of two sentences with the same words, the shorter says it
 
 
 @cache
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")  # the keyword index's stemmer
+def _analyzer() -> Analyzer:
+    return Analyzer()  # the keyword index's words: lower-cased, stop words out, stemmed
 
 
 def stems(text: str) -> set[str]:
-    return set(_stemmer().stemWords(sorted(content_words(text))))
+    return set(_analyzer()(text))
 
 
 def focus(question: str, passages: Sequence[Passage], sentences: int) -> dict[str, str]:

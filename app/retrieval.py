@@ -221,12 +221,9 @@ class Retriever:
         """
         hits = self._keyword_index().search(query, len(dense))
         weight = self.options.hybrid_weight
-        fused: dict[str, float] = {}
-        for rank, passage in enumerate(dense):
-            fused[passage.chunk_id] = (1 - weight) / (RRF_K + rank + 1)
-        for rank, hit in enumerate(hits):
-            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (RRF_K + rank + 1)
-        best = sorted(fused, key=lambda cid: -fused[cid])[:keep]
+        best = _rrf(
+            [([p.chunk_id for p in dense], 1 - weight), ([h.chunk_id for h in hits], weight)]
+        )[:keep]
         known = {p.chunk_id: p for p in dense}
         known.update(self._fetch([cid for cid in best if cid not in known], vector))
         return [known[cid] for cid in best if cid in known]
@@ -259,11 +256,10 @@ class Retriever:
     def neighbours(self, anchor: Passage, radius: int) -> list[Passage]:
         """The chunks around one chunk of its document, in document order (to read more)."""
         low, high = anchor.chunk_index - radius, anchor.chunk_index + radius
-        document = {"doc_id": anchor.doc_id} if anchor.doc_id else {"source": anchor.source}
         found = self.store.chunks_collection().get(
             where={
                 "$and": [
-                    document,
+                    {"doc_id": anchor.doc_id},
                     {"chunk_index": {"$gte": low}},
                     {"chunk_index": {"$lte": high}},
                 ]
@@ -279,17 +275,24 @@ class Retriever:
         return sorted(passages, key=lambda p: p.chunk_index)
 
 
-def _fuse_rankings(rankings: Sequence[list[Passage]]) -> list[Passage]:
-    """Reciprocal rank fusion of whole rankings; a passage keeps its best similarity."""
+def _rrf(rankings: Sequence[tuple[Sequence[str], float]]) -> list[str]:
+    """Reciprocal rank fusion: chunk ids by the sum of weight / (RRF_K + rank) over the
+    (ranking, weight) pairs, best first."""
     fused: dict[str, float] = {}
+    for ids, weight in rankings:
+        for rank, chunk_id in enumerate(ids):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
+    return sorted(fused, key=lambda cid: -fused[cid])
+
+
+def _fuse_rankings(rankings: Sequence[list[Passage]]) -> list[Passage]:
+    """Whole rankings fused with equal weights; a passage keeps its best similarity."""
     best: dict[str, Passage] = {}
-    for ranking in rankings:
-        for rank, passage in enumerate(ranking):
-            fused[passage.chunk_id] = fused.get(passage.chunk_id, 0.0) + 1 / (RRF_K + rank + 1)
-            known = best.get(passage.chunk_id)
-            if known is None or passage.score > known.score:
-                best[passage.chunk_id] = passage
-    return [best[cid] for cid in sorted(fused, key=lambda cid: -fused[cid])]
+    for passage in (p for ranking in rankings for p in ranking):
+        known = best.get(passage.chunk_id)
+        if known is None or passage.score > known.score:
+            best[passage.chunk_id] = passage
+    return [best[cid] for cid in _rrf([([p.chunk_id for p in r], 1.0) for r in rankings])]
 
 
 def _cosine(a: Any, b: Any) -> float:

@@ -48,7 +48,7 @@ class KeywordHit:
     score: float
 
 
-class _Analyzer:
+class Analyzer:
     """Lower-case words, English stop words out, Snowball-stemmed: the same for chunks and
     queries, or query words would never meet the indexed ones."""
 
@@ -78,12 +78,12 @@ class KeywordIndex:
         self.generation: str | None = None
         self._bm25: Any = None
         self._ids: list[str] = []
-        self._analyzer: _Analyzer | None = None
+        self._analyzer: Analyzer | None = None
 
     @property
-    def analyzer(self) -> _Analyzer:
+    def analyzer(self) -> Analyzer:
         if self._analyzer is None:
-            self._analyzer = _Analyzer()
+            self._analyzer = Analyzer()
         return self._analyzer
 
     def __len__(self) -> int:
