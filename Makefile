@@ -37,7 +37,7 @@ doctor: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy quarry serve ingest app eval
+	$(BIN)/mypy -p quarry
 
 test: install lint browser
 	$(BIN)/pytest

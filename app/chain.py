@@ -32,8 +32,8 @@ from langchain_core.messages import (
 )
 from langchain_openai import ChatOpenAI
 
-from app.budget import ContextTooLongError, TokenCounter
-from app.citation_check import (
+from quarry.app.budget import ContextTooLongError, TokenCounter
+from quarry.app.citation_check import (
     CitationCheck,
     ask_model,
     attribute,
@@ -42,14 +42,14 @@ from app.citation_check import (
     unsupported_sentences,
     without_unsupported,
 )
-from app.citations import Citation, resolve
-from app.context import focus
-from app.injection_classifier import InjectionClassifier
-from app.prompts import render
-from app.retrieval import Passage, Retriever
-from app.screening import Screen, screen, screen_batch
-from app.sentences import Sentence, split_sentences
-from app.tools import PassageRegistry, run_tool_call, tool_schemas
+from quarry.app.citations import Citation, resolve
+from quarry.app.context import focus
+from quarry.app.injection_classifier import InjectionClassifier
+from quarry.app.prompts import render
+from quarry.app.retrieval import Passage, Retriever
+from quarry.app.screening import Screen, screen, screen_batch
+from quarry.app.sentences import Sentence, split_sentences
+from quarry.app.tools import PassageRegistry, run_tool_call, tool_schemas
 from quarry.settings import ChatSettings
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from langchain_core.messages import HumanMessage
 
-from app.citations import MARKER_RE, Citation
-from app.prompts import render
-from app.retrieval import Passage
-from app.sentences import Sentence, insert_markers, split_sentences
-from ingest.embedding import Embedder
+from quarry.app.citations import MARKER_RE, Citation
+from quarry.app.prompts import render
+from quarry.app.retrieval import Passage
+from quarry.app.sentences import Sentence, insert_markers, split_sentences
+from quarry.ingest.embedding import Embedder
 
 WORD_RE = re.compile(r"[a-z0-9][a-z0-9_\-]{2,}")
 STOPWORDS = frozenset(

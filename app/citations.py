@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.retrieval import Passage
+from quarry.app.retrieval import Passage
 
 # [1], [2][3], and the common variant [1, 3]
 MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from app.budget import TokenCounter
-from app.chain import ChatChain
-from app.injection_classifier import InjectionClassifier
-from app.llm import chat_model, discover_model
-from app.retrieval import Retriever
-from ingest.embedding import Embedder
+from quarry.app.budget import TokenCounter
+from quarry.app.chain import ChatChain
+from quarry.app.injection_classifier import InjectionClassifier
+from quarry.app.llm import chat_model, discover_model
+from quarry.app.retrieval import Retriever
+from quarry.ingest.embedding import Embedder
 from quarry.settings import QuarrySettings
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from app.citation_check import evidence_sentences
-from app.retrieval import Passage
-from ingest.keyword_index import Analyzer
+from quarry.app.citation_check import evidence_sentences
+from quarry.app.retrieval import Passage
+from quarry.ingest.keyword_index import Analyzer
 
 MIN_SENTENCE_CHARS = 16  # shorter pieces are headings, labels or list bullets
 LENGTH_PENALTY = 0.02  # per word: of two sentences with the same words, the shorter says it

@@ -10,8 +10,6 @@ from pathlib import Path
 from quarry.settings import QuarrySettings
 
 UI_SCRIPT = Path(__file__).resolve().parent / "ui.py"
-# The project's own user documentation: the sample collection a new user can ask about.
-SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "docs"
 SAMPLE_COLLECTION = "quarry-docs"
 
 

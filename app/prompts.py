@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+from quarry.package_data import PROMPTS_DIR
 
 
 class PromptError(KeyError):

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ingest.embedding import Embedder
-from ingest.keyword_index import KeywordIndex, index_folder
-from ingest.store import Store, StoreError, open_client
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.keyword_index import KeywordIndex, index_folder
+from quarry.ingest.store import Store, StoreError, open_client
 from quarry.settings import QuarrySettings, RetrievalSettings
 
 RRF_K = 60  # the constant of Cormack et al. (2009); ranks matter, not raw scores

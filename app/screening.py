@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from app.injection_classifier import InjectionClassifier
+    from quarry.app.injection_classifier import InjectionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def screen_batch(
     offline = [screen(question, source="user"), *(screen(p, source="passage") for p in passages)]
     if classifier is None:
         return BatchScreen(offline[0], offline[1:])
-    from app.injection_classifier import ClassifierError
+    from quarry.app.injection_classifier import ClassifierError
 
     try:
         probabilities = classifier.probabilities([question, *passages])

@@ -19,16 +19,16 @@ import httpx
 import openai
 import streamlit as st
 
-from app.budget import ContextTooLongError
-from app.chain import Answer, ChatChain, Event, Status, Token, Turn
-from app.citations import Citation
-from app.compose import build_chain
-from app.llm import ServerStatus, server_status
-from app.retrieval import EmptyCollectionError, Passage
-from ingest.embedding import Embedder, EmbeddingModelError
-from ingest.pipeline import IngestUsageError, ProgressCallback, ingest
-from ingest.report import IngestReport
-from ingest.store import Store, StoreError, list_collections, open_client
+from quarry.app.budget import ContextTooLongError
+from quarry.app.chain import Answer, ChatChain, Event, Status, Token, Turn
+from quarry.app.citations import Citation
+from quarry.app.compose import build_chain
+from quarry.app.llm import ServerStatus, server_status
+from quarry.app.retrieval import EmptyCollectionError, Passage
+from quarry.ingest.embedding import Embedder, EmbeddingModelError
+from quarry.ingest.pipeline import IngestUsageError, ProgressCallback, ingest
+from quarry.ingest.report import IngestReport
+from quarry.ingest.store import Store, StoreError, list_collections, open_client
 from quarry.settings import QuarrySettings
 
 log = logging.getLogger("quarry.ui")

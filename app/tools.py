@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field, ValidationError
 
-from app.retrieval import Passage, Retriever
+from quarry.app.retrieval import Passage, Retriever
 
 
 class SearchArgs(BaseModel):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import render, session
-from app.session import Message
-from ingest.pipeline import Progress
+from quarry.app import render, session
+from quarry.app.session import Message
+from quarry.ingest.pipeline import Progress
 from quarry.settings import SettingsError, load_settings
 
 st.set_page_config(page_title="Quarry", page_icon=":material/chat:")

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import HumanMessage
 
-from app.chain import Answer, ChatChain
-from app.prompts import render
-from eval.metrics import citation_precision, echoes_prompt, fact_recall, mean, percentile
-from eval.qa import QaItem
+from quarry.app.chain import Answer, ChatChain
+from quarry.app.prompts import render
+from quarry.eval.metrics import citation_precision, echoes_prompt, fact_recall, mean, percentile
+from quarry.eval.qa import QaItem
 
 
 @dataclass

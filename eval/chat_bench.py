@@ -49,8 +49,8 @@ from typing import Any
 
 import httpx
 
-from app.chain import Answer, ChatChain, Status, Token, Turn
-from eval.server_metrics import metrics_text, parse_samples
+from quarry.app.chain import Answer, ChatChain, Status, Token, Turn
+from quarry.eval.server_metrics import metrics_text, parse_samples
 
 CONVERSATION = [
     "How do I change the port of the model server?",

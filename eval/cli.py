@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from eval.qa import QaItem, QaSetError, load_conversations, load_qa
+from quarry.eval.qa import QaItem, QaSetError, load_conversations, load_qa
 from quarry.settings import QuarrySettings, RetrievalSettings, SettingsError, load_settings
 
 console = Console()
@@ -81,9 +81,9 @@ def retrieval_command(
     min_mrr: Annotated[float | None, typer.Option(help="Fail below this MRR@10.")] = None,
 ) -> None:
     """hit@k, MRR@10, nDCG@10, latency and the abstention sweep, configurations side by side."""
-    from app.retrieval import EmptyCollectionError, Reranker, Retriever
-    from eval.retrieval_eval import evaluate, markdown
-    from ingest.store import StoreError
+    from quarry.app.retrieval import EmptyCollectionError, Reranker, Retriever
+    from quarry.eval.retrieval_eval import evaluate, markdown
+    from quarry.ingest.store import StoreError
 
     settings, items = _prepare(collection, qa)
     configs = _configs(settings, k, compare or [])
@@ -174,9 +174,9 @@ def answers_command(
     min_refusal_accuracy: Annotated[float | None, typer.Option()] = None,
 ) -> None:
     """Run the chat chain on each question: citations, facts, refusals, latency."""
-    from app.compose import build_chain
-    from app.retrieval import EmptyCollectionError
-    from eval.answers_eval import evaluate, markdown
+    from quarry.app.compose import build_chain
+    from quarry.app.retrieval import EmptyCollectionError
+    from quarry.eval.answers_eval import evaluate, markdown
 
     settings, items = _prepare(collection, qa)
     try:
@@ -229,8 +229,15 @@ def injection_command(
     ] = None,
 ) -> None:
     """Precision and recall of the prompt-injection screen on a labelled set."""
-    from app.injection_classifier import ClassifierError, InjectionClassifier
-    from eval.injection_eval import SHIPPED_SET, compare, evaluate, gated, load_labelled, markdown
+    from quarry.app.injection_classifier import ClassifierError, InjectionClassifier
+    from quarry.eval.injection_eval import (
+        SHIPPED_SET,
+        compare,
+        evaluate,
+        gated,
+        load_labelled,
+        markdown,
+    )
 
     path = labelled or SHIPPED_SET
     try:
@@ -273,8 +280,15 @@ def tools_command(
     """How often the served model produces a valid tool call (parse failures included)."""
     from openai import BadRequestError, OpenAI
 
-    from app.llm import discover_model
-    from eval.tools_eval import SHIPPED_TOOLS_SET, as_dicts, evaluate, load_items, markdown, summary
+    from quarry.app.llm import discover_model
+    from quarry.eval.tools_eval import (
+        SHIPPED_TOOLS_SET,
+        as_dicts,
+        evaluate,
+        load_items,
+        markdown,
+        summary,
+    )
 
     settings = load_settings()
     try:
@@ -339,9 +353,9 @@ def followups_command(
     Reports hit@1, hit@k and MRR@k of the three side by side for the turns after the first,
     and the first turns apart.
     """
-    from app.retrieval import EmptyCollectionError, Retriever
-    from eval.followups_eval import evaluate, markdown
-    from ingest.store import StoreError
+    from quarry.app.retrieval import EmptyCollectionError, Retriever
+    from quarry.eval.followups_eval import evaluate, markdown
+    from quarry.ingest.store import StoreError
 
     try:
         settings = load_settings(ingest={"collection": collection})

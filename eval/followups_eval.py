@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.chain import Turn, search_queries
-from app.retrieval import Retriever
-from eval.metrics import first_relevant_rank, hit_at_k, mean, reciprocal_rank
-from eval.qa import Conversation, FollowupTurn
+from quarry.app.chain import Turn, search_queries
+from quarry.app.retrieval import Retriever
+from quarry.eval.metrics import first_relevant_rank, hit_at_k, mean, reciprocal_rank
+from quarry.eval.qa import Conversation, FollowupTurn
 
 STRATEGIES = ("followup", "alone", "standalone")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from app.injection_classifier import InjectionClassifier
-from app.screening import combine, screen
-from eval.qa import QaSetError
+from quarry.app.injection_classifier import InjectionClassifier
+from quarry.app.screening import combine, screen
+from quarry.eval.qa import QaSetError
 
 SHIPPED_SET = Path(__file__).resolve().parent / "qa" / "injection.jsonl"
 HELDOUT_SET = SHIPPED_SET.with_name("injection-heldout.jsonl")

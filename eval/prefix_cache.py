@@ -24,15 +24,15 @@ from pathlib import Path
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from app.chain import ChatChain, Turn, history_messages, stable_order
-from app.launch import SAMPLE_DOCS
-from app.llm import chat_model, discover_model
-from app.retrieval import Passage, Retriever
-from app.tools import PassageRegistry
-from eval.server_metrics import free_port, prefix_counters
-from ingest.pipeline import ingest
+from quarry.app.chain import ChatChain, Turn, history_messages, stable_order
+from quarry.app.llm import chat_model, discover_model
+from quarry.app.retrieval import Passage, Retriever
+from quarry.app.tools import PassageRegistry
+from quarry.eval.server_metrics import free_port, prefix_counters
+from quarry.ingest.pipeline import ingest
+from quarry.package_data import SAMPLE_DOCS
+from quarry.serve.launch import start_server
 from quarry.settings import QuarrySettings
-from serve.launch import start_server
 
 CONVERSATION = [
     "How do I start Quarry on a fresh machine?",

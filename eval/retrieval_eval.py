@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.retrieval import Retriever
-from eval.metrics import hit_at_k, mean, ndcg_at_k, percentile, reciprocal_rank
-from eval.qa import QaItem
+from quarry.app.retrieval import Retriever
+from quarry.eval.metrics import hit_at_k, mean, ndcg_at_k, percentile, reciprocal_rank
+from quarry.eval.qa import QaItem
 
 HIT_RANKS = (1, 3, 5, 10)
 

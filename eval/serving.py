@@ -33,10 +33,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from eval.server_metrics import prefix_counters
+from quarry.eval.server_metrics import prefix_counters
+from quarry.package_data import PROMPTS_DIR, SAMPLE_DOCS
 from quarry.settings import QuarrySettings
 
-PROJECT = Path(__file__).resolve().parents[1]
 MIN_GAIN = 0.05  # a doubling of users that adds less output throughput than this saturates
 
 # ----------------------------------------------------------------------------- workloads
@@ -93,13 +93,13 @@ CHAT_PROMPTS = (
 
 def rag_context(chars: int = RAG_CONTEXT_CHARS) -> str:
     """Passages from the project's own docs, cut at a paragraph: real text, stable across runs."""
-    text = "\n\n".join(p.read_text() for p in sorted((PROJECT / "docs").glob("*.md")))
+    text = "\n\n".join(p.read_text() for p in sorted(SAMPLE_DOCS.glob("*.md")))
     cut = text[:chars]
     return cut[: cut.rfind("\n\n")] if "\n\n" in cut else cut
 
 
 def rag_workload(output_tokens: int = 64) -> Workload:
-    system = (PROJECT / "prompts" / "large" / "system.md").read_text().strip()
+    system = (PROMPTS_DIR / "large" / "system.md").read_text().strip()
     return Workload(
         name="rag",
         description="long shared system prompt and context (~1,500 tokens), short questions",
@@ -451,9 +451,9 @@ def compare_prefix_caching(
     A fresh server each time: a cache warmed by the other run would inflate its numbers. The
     second server runs exactly the levels the first one reached.
     """
-    from app.llm import discover_model
-    from eval.server_metrics import free_port
-    from serve.launch import start_server
+    from quarry.app.llm import discover_model
+    from quarry.eval.server_metrics import free_port
+    from quarry.serve.launch import start_server
 
     results: dict[str, dict[str, Sweep]] = {w.name: {} for w in chosen}
     for label, enabled in (("on", True), ("off", False)):

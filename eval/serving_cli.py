@@ -75,8 +75,8 @@ def bench_serve(
 ) -> None:
     """Requests/s, output tokens/s, TTFT and ITL p50/p99 at 1, 2, 4, ... concurrent requests,
     until throughput stops rising: a RAG-shaped and a chat-shaped workload."""
-    from app.llm import discover_model
-    from eval import serving
+    from quarry.app.llm import discover_model
+    from quarry.eval import serving
 
     if workload not in WORKLOADS:
         raise typer.BadParameter(
@@ -90,8 +90,8 @@ def bench_serve(
     settings = settings_for(base_url, profile)
     chosen = serving.workloads(workload, output_tokens)
     if compare_prefix_caching:
-        from serve.model_prep import ModelPreparationError
-        from serve.process import ServerStartError
+        from quarry.serve.model_prep import ModelPreparationError
+        from quarry.serve.process import ServerStartError
 
         try:
             results = serving.compare_prefix_caching(
@@ -127,7 +127,7 @@ def bench_serve(
 
 
 def _meta(base_url: str, model: str | None, requests: int) -> dict[str, Any]:
-    from eval.serving import MIN_GAIN
+    from quarry.eval.serving import MIN_GAIN
 
     return {
         "base_url": base_url,

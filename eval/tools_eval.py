@@ -17,7 +17,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from openai import OpenAI
 from pydantic import BaseModel, ValidationError
 
-from app.tools import ReadMoreArgs, SearchArgs, parse_arguments, tool_schemas
+from quarry.app.tools import ReadMoreArgs, SearchArgs, parse_arguments, tool_schemas
 
 SHIPPED_TOOLS_SET = Path(__file__).resolve().parent / "qa" / "tools.jsonl"
 SCHEMAS: dict[str, type[BaseModel]] = {"search_documents": SearchArgs, "read_more": ReadMoreArgs}

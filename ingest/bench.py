@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.embedding import Embedder
-from ingest.pipeline import ingest
-from ingest.store import Store, open_client
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.pipeline import ingest
+from quarry.ingest.store import Store, open_client
 from quarry.settings import QuarrySettings
 
 

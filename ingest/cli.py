@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ingest.report import IngestReport
+from quarry.ingest.report import IngestReport
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
 console = Console()
@@ -100,9 +100,9 @@ def ingest_command(
     ] = False,
 ) -> None:
     """Add documents to a collection, or bring it up to date (only changes are embedded)."""
-    from ingest.embedding import EmbeddingModelError
-    from ingest.pipeline import IngestUsageError, ingest
-    from ingest.store import StoreError
+    from quarry.ingest.embedding import EmbeddingModelError
+    from quarry.ingest.pipeline import IngestUsageError, ingest
+    from quarry.ingest.store import StoreError
 
     defaults = load_settings().ingest if exclude else None
     settings = _settings(
@@ -177,7 +177,7 @@ def collections_command(
     """List collections with their document and chunk counts, model and last update."""
     import json
 
-    from ingest.store import StoreError, list_collections, open_client
+    from quarry.ingest.store import StoreError, list_collections, open_client
 
     settings = _settings()
     try:
@@ -214,8 +214,8 @@ def forget_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove documents from a collection, or the whole collection when no PATH is given."""
-    from ingest.keyword_index import KeywordIndex, index_folder
-    from ingest.store import Store, StoreError, open_client, writer_lock
+    from quarry.ingest.keyword_index import KeywordIndex, index_folder
+    from quarry.ingest.store import Store, StoreError, open_client, writer_lock
 
     settings = _settings(collection)
     try:
@@ -261,7 +261,7 @@ def bench_ingest_command(
     model: ModelOpt = None,
 ) -> None:
     """Full pipeline vs bare SentenceTransformer.encode on the same chunks, then a re-run."""
-    from ingest.bench import bench_ingest
+    from quarry.ingest.bench import bench_ingest
 
     settings = _settings(model=model)
     with err_console.status("Benchmarking ingestion..."):

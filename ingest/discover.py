@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
-from ingest.records import Outcome, SourceFile
+from quarry.ingest.records import Outcome, SourceFile
 
 
 def matches(rel: str, patterns: Iterable[str]) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingest.records import LoadedDocument, LoadError, Markup, TextBlock
+from quarry.ingest.records import LoadedDocument, LoadError, Markup, TextBlock
 
 BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -91,7 +91,7 @@ def _first_match(pattern: re.Pattern[str], text: str) -> str | None:
 
 
 def _rst_title(text: str) -> str | None:
-    from ingest.splitting import rst_headings
+    from quarry.ingest.splitting import rst_headings
 
     headings = rst_headings(text)
     return headings[0][2] if headings else None

@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ingest import store as st
-from ingest.discover import discover
-from ingest.embedding import Embedder
-from ingest.keyword_index import KeywordIndex, index_folder
-from ingest.loaders import LOADERS, load
-from ingest.records import Chunk, LoadedDocument, LoadError, Outcome, SourceFile, Status
-from ingest.report import IngestReport
-from ingest.splitting import TokenSplitter, chunk_document
+from quarry.ingest import store as st
+from quarry.ingest.discover import discover
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.keyword_index import KeywordIndex, index_folder
+from quarry.ingest.loaders import LOADERS, load
+from quarry.ingest.records import Chunk, LoadedDocument, LoadError, Outcome, SourceFile, Status
+from quarry.ingest.report import IngestReport
+from quarry.ingest.splitting import TokenSplitter, chunk_document
 from quarry.settings import QuarrySettings
 
 ProgressCallback = Callable[["Progress"], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ingest.records import Outcome
+from quarry.ingest.records import Outcome
 
 ORDER = ("added", "updated", "moved", "unchanged", "pruned", "missing", "skipped", "failed")
 

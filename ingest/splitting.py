@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from ingest.records import Chunk, LoadedDocument, Markup
+from quarry.ingest.records import Chunk, LoadedDocument, Markup
 
 # Bump when chunk boundaries change, so stored documents are re-chunked on the next run.
 SPLITTER_VERSION = "2"  # 2: tables and code blocks kept whole

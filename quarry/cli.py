@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from eval.cli import register as register_eval
-from eval.serving_cli import register as register_bench_serve
-from ingest.cli import register as register_ingest
+from quarry.eval.cli import register as register_eval
+from quarry.eval.serving_cli import register as register_bench_serve
+from quarry.ingest.cli import register as register_ingest
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -76,7 +76,7 @@ def serve(
     ] = False,
 ) -> None:
     """Start the vLLM OpenAI-compatible server and wait until it is healthy."""
-    from serve.command import build_command
+    from quarry.serve.command import build_command
 
     settings = _settings(
         profile,
@@ -114,10 +114,10 @@ def serve(
 
 def _start_server(settings: QuarrySettings) -> Any:
     """Start vLLM with a live status line; exit with a clear message when it cannot start."""
-    from serve.command import build_command
-    from serve.launch import log_path_for, start_server
-    from serve.model_prep import ModelPreparationError
-    from serve.process import ServerStartError
+    from quarry.serve.command import build_command
+    from quarry.serve.launch import log_path_for, start_server
+    from quarry.serve.model_prep import ModelPreparationError
+    from quarry.serve.process import ServerStartError
 
     log_path = log_path_for(settings)
     console.print(
@@ -182,7 +182,7 @@ def doctor(
     ] = False,
 ) -> None:
     """Check the machine, the software stack and the model before serving."""
-    from serve.doctor import run_bench_section, run_doctor
+    from quarry.serve.doctor import run_bench_section, run_doctor
 
     settings = _settings(
         profile,
@@ -234,7 +234,7 @@ def chat(
     collection: Annotated[str | None, typer.Option(help="Collection to search first.")] = None,
 ) -> None:
     """Open the chat page (the model server must be running: `quarry serve`)."""
-    from app.launch import start_ui, ui_url
+    from quarry.app.launch import start_ui, ui_url
 
     settings = _load({"chat": {"ui_port": ui_port}, "ingest": {"collection": collection}})
     env = _ui_env(settings, settings.ingest.collection)
@@ -249,9 +249,10 @@ def up(
     ui_port: Annotated[int | None, typer.Option(help="Port of the chat page.")] = None,
 ) -> None:
     """Start everything: the model server, the sample collection and the chat page."""
-    from app.launch import SAMPLE_COLLECTION, SAMPLE_DOCS, start_ui, ui_url
-    from app.llm import server_status
-    from ingest.pipeline import ingest
+    from quarry.app.launch import SAMPLE_COLLECTION, start_ui, ui_url
+    from quarry.app.llm import server_status
+    from quarry.ingest.pipeline import ingest
+    from quarry.package_data import SAMPLE_DOCS
 
     settings = _load({"profile": profile, "server": {"port": port}, "chat": {"ui_port": ui_port}})
     server = None
@@ -321,7 +322,7 @@ def bench_prefix_cache(
 ) -> None:
     """Prefix-cache hit rate and time to first token over a scripted 8-turn chat, for three
     request layouts, each on a freshly started server."""
-    from eval.prefix_cache import markdown_report, run_benchmark, write_reports
+    from quarry.eval.prefix_cache import markdown_report, run_benchmark, write_reports
 
     settings = _load({"profile": profile})
     results = run_benchmark(settings, max_tokens=max_tokens, progress=console.print)
@@ -359,9 +360,9 @@ def bench_chat(
 ) -> None:
     """Quarry's time to first token beside the server's own, turn by turn, over a scripted
     conversation through the real chat chain (the model server must be running)."""
-    from app.compose import build_chain
-    from app.retrieval import EmptyCollectionError
-    from eval.chat_bench import (
+    from quarry.app.compose import build_chain
+    from quarry.app.retrieval import EmptyCollectionError
+    from quarry.eval.chat_bench import (
         CONVERSATION,
         SHARED_WARNING,
         MetricsUnavailableError,
@@ -461,8 +462,8 @@ def model_prepare(
     cache_dir: Annotated[Path | None, typer.Option(help="Where prepared models live.")] = None,
 ) -> None:
     """Build the offline CPU model's servable checkpoint (once; later runs reuse it)."""
-    from serve.launch import default_model_dir
-    from serve.model_prep import ModelPreparationError, is_prepared, prepare_cpu_model
+    from quarry.serve.launch import default_model_dir
+    from quarry.serve.model_prep import ModelPreparationError, is_prepared, prepare_cpu_model
 
     try:
         settings = load_settings(profile="cpu", cache_dir=cache_dir)

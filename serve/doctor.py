@@ -17,8 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from quarry.settings import GPU_MODEL, QuarrySettings
-from serve.capacity import (
+from quarry.serve.capacity import (
     BLOCK_SIZE,
     LLAMA_3_8B,
     GiB,
@@ -28,8 +27,9 @@ from serve.capacity import (
     gpu_kv_cache_bytes,
     kv_bytes_per_token,
 )
-from serve.launch import default_model_dir
-from serve.model_prep import is_prepared
+from quarry.serve.launch import default_model_dir
+from quarry.serve.model_prep import is_prepared
+from quarry.settings import GPU_MODEL, QuarrySettings
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -416,7 +416,7 @@ def _smallest_gpu_bytes(torch: Any) -> int | None:
 
 def run_bench_section(report: Report, settings: QuarrySettings) -> None:
     """Measure the hardware and say what it means for this model (`quarry doctor --bench`)."""
-    from serve.hardware_bench import add_implications, run_bench
+    from quarry.serve.hardware_bench import add_implications, run_bench
 
     bench = run_bench()
     weights = report.facts.get("weights_gib")

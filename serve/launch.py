@@ -6,10 +6,10 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from quarry.serve.command import build_command
+from quarry.serve.model_prep import prepare_cpu_model
+from quarry.serve.process import VllmServer
 from quarry.settings import CPU_MODEL, QuarrySettings, SettingsError
-from serve.command import build_command
-from serve.model_prep import prepare_cpu_model
-from serve.process import VllmServer
 
 
 def default_model_dir(settings: QuarrySettings) -> Path:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 import httpx
 
-from serve.command import VllmCommand
+from quarry.serve.command import VllmCommand
 
 # vLLM logs e.g. "GPU KV cache size: 122,880 tokens" (CPU builds say so too, or "CPU KV ...")
 # and "Maximum concurrency for 4,096 tokens per request: 30.00x".

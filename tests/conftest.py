@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from app.retrieval import Retriever
-from eval.server_metrics import free_port
-from ingest.embedding import Embedder
-from ingest.pipeline import ingest
+from quarry.app.retrieval import Retriever
+from quarry.eval.server_metrics import free_port
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.pipeline import ingest
 from quarry.settings import QuarrySettings, load_settings
 
 SERVER_START_TIMEOUT_S = 600

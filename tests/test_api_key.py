@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.compose import build_chain
-from app.llm import server_status
+from quarry.app.compose import build_chain
+from quarry.app.llm import server_status
 from quarry.settings import QuarrySettings, load_settings
 from tests.conftest import (
     SAMPLE,

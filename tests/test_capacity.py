@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.capacity import (
+from quarry.serve.capacity import (
     BLOCK_SIZE,
     LLAMA_3_8B,
     GiB,
@@ -14,7 +14,7 @@ from serve.capacity import (
     gpu_kv_cache_bytes,
     kv_bytes_per_token,
 )
-from serve.process import parse_capacity
+from quarry.serve.process import parse_capacity
 
 SMOLLM2_135M = ModelGeometry(
     layers=30,

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from quarry.cli import app
+from quarry.serve.command import build_command
 from quarry.settings import load_settings
-from serve.command import build_command
 
 
 def test_gpu_profile_command_is_the_full_llama_3_command() -> None:

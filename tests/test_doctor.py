@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from quarry.cli import app
+from quarry.serve.doctor import run_doctor
+from quarry.serve.launch import default_model_dir
+from quarry.serve.model_prep import prepare_cpu_model
 from quarry.settings import load_settings
-from serve.doctor import run_doctor
-from serve.launch import default_model_dir
-from serve.model_prep import prepare_cpu_model
 
 
 @pytest.fixture(scope="module")

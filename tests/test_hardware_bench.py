@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quarry.cli import app
-from serve.hardware_bench import (
+from quarry.serve.hardware_bench import (
     RATED_BANDWIDTH_GBS,
     RATED_TFLOPS,
     BenchReport,
@@ -66,7 +66,7 @@ def test_every_cpu_path_runs_and_says_what_it_skipped() -> None:
 
 
 def test_doctor_bench_json_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("serve.hardware_bench.run_bench", lambda: run_bench(quick=True))
+    monkeypatch.setattr("quarry.serve.hardware_bench.run_bench", lambda: run_bench(quick=True))
     result = CliRunner().invoke(app, ["doctor", "--profile", "cpu", "--bench", "--json"])
     data = json.loads(result.output)
     bench = data["facts"]["bench"]

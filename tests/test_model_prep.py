@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.model_prep import (
+from quarry.serve.model_prep import (
     COMPLETE_MARKER,
     PREPARED_VERSION,
     is_prepared,

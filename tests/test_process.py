@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from serve.command import VllmCommand
-from serve.process import ServerStartError, VllmServer, hint_for
+from quarry.serve.command import VllmCommand
+from quarry.serve.process import ServerStartError, VllmServer, hint_for
 
 
 def _server(tmp_path: Path, code: str) -> VllmServer:

@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
-from serve.doctor import run_doctor
-from serve.process import parse_capacity
+from quarry.serve.doctor import run_doctor
+from quarry.serve.process import parse_capacity
 from tests.conftest import RunningServer, free_port, server_env, start_quarry_serve
 
 pytestmark = pytest.mark.server

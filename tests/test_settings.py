@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from quarry.serve.launch import resolve_model
 from quarry.settings import (
     CPU_MODEL,
     GPU_MODEL,
@@ -14,7 +15,6 @@ from quarry.settings import (
     default_tensor_parallel_size,
     load_settings,
 )
-from serve.launch import resolve_model
 
 
 def test_cpu_profile_defaults(tmp_path: Path) -> None:

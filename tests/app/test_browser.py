@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from app.retrieval import Retriever
+from quarry.app.retrieval import Retriever
 from quarry.settings import QuarrySettings
 from tests.conftest import RunningServer, free_port, stop_cleanly
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from app.budget import ContextTooLongError, TokenCounter
-from app.chain import Answer, ChatChain, Status, Token, Turn, search_queries
-from app.llm import chat_model, discover_model, server_status
-from app.retrieval import Retriever
-from ingest.embedding import Embedder
-from ingest.pipeline import ingest
+from quarry.app.budget import ContextTooLongError, TokenCounter
+from quarry.app.chain import Answer, ChatChain, Status, Token, Turn, search_queries
+from quarry.app.llm import chat_model, discover_model, server_status
+from quarry.app.retrieval import Retriever
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.pipeline import ingest
 from quarry.settings import load_settings
 from tests.conftest import RunningServer
 

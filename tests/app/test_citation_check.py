@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from app.citation_check import (
+from quarry.app.citation_check import (
     MAX_EVIDENCE_SPANS,
     attribute,
     check_citations,
@@ -16,10 +16,10 @@ from app.citation_check import (
     lexical_support,
     unsupported_sentences,
 )
-from app.citations import Citation
-from app.retrieval import Passage
-from app.sentences import split_sentences
-from ingest.embedding import Embedder
+from quarry.app.citations import Citation
+from quarry.app.retrieval import Passage
+from quarry.app.sentences import split_sentences
+from quarry.ingest.embedding import Embedder
 
 PORTS = Passage(
     "c1",

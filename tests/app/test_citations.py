@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.citations import cited_numbers, resolve
-from app.retrieval import Passage
+from quarry.app.citations import cited_numbers, resolve
+from quarry.app.retrieval import Passage
 
 
 def _passage(n: int) -> Passage:

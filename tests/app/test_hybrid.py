@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.retrieval import Reranker, Retriever
-from ingest.embedding import Embedder, resolve_model
-from ingest.store import StoreError
+from quarry.app.retrieval import Reranker, Retriever
+from quarry.ingest.embedding import Embedder, resolve_model
+from quarry.ingest.store import StoreError
 from quarry.settings import QuarrySettings
 from tests.conftest import SAMPLE
 

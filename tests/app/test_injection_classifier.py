@@ -24,18 +24,18 @@ import pytest
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from typer.testing import CliRunner
 
-from app.chain import Answer, ChatChain, Status
-from app.injection_classifier import (
+from quarry.app.chain import Answer, ChatChain, Status
+from quarry.app.injection_classifier import (
     ClassifierError,
     ClassifierUnavailableError,
     InjectionClassifier,
 )
-from app.retrieval import Passage
-from app.screening import screen, screen_batch
-from eval.injection_eval import HELDOUT_SET, SHIPPED_SET
-from eval.server_metrics import free_port
-from ingest.embedding import Embedder, resolve_model
+from quarry.app.retrieval import Passage
+from quarry.app.screening import screen, screen_batch
 from quarry.cli import app
+from quarry.eval.injection_eval import HELDOUT_SET, SHIPPED_SET
+from quarry.eval.server_metrics import free_port
+from quarry.ingest.embedding import Embedder, resolve_model
 from quarry.settings import ScreeningSettings, load_settings
 from tests.conftest import SERVER_START_TIMEOUT_S, stop_cleanly
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
-from app.chain import ChatChain, Turn, is_looping, stable_order, without_repeats
-from app.retrieval import Passage, Retriever
-from app.tools import PassageRegistry
+from quarry.app.chain import ChatChain, Turn, is_looping, stable_order, without_repeats
+from quarry.app.retrieval import Passage, Retriever
+from quarry.app.tools import PassageRegistry
 from quarry.settings import QuarrySettings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.prompts import PROMPTS_DIR, PromptError, prompt_sets, render, template_variables
+from quarry.app.prompts import PROMPTS_DIR, PromptError, prompt_sets, render, template_variables
 from quarry.settings import load_settings
 
 PASSAGES = [

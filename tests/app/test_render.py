@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.render import UNSUPPORTED_BADGE, answer_markdown, passage_markdown, quiet_headings
-from app.sentences import split_sentences
+from quarry.app.render import UNSUPPORTED_BADGE, answer_markdown, passage_markdown, quiet_headings
+from quarry.app.sentences import split_sentences
 
 
 def test_headings_are_shown_as_bold_lines() -> None:

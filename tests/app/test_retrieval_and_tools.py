@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from app.retrieval import EmptyCollectionError, Retriever
-from app.tools import PassageRegistry, parse_arguments, run_tool_call, tool_schemas
-from ingest.embedding import Embedder
-from ingest.pipeline import ingest
+from quarry.app.retrieval import EmptyCollectionError, Retriever
+from quarry.app.tools import PassageRegistry, parse_arguments, run_tool_call, tool_schemas
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.pipeline import ingest
 from quarry.settings import QuarrySettings, load_settings
 
 

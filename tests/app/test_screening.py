@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.screening import screen
-from eval.injection_eval import SHIPPED_SET, evaluate, load_labelled
+from quarry.app.screening import screen
 from quarry.cli import app
+from quarry.eval.injection_eval import SHIPPED_SET, evaluate, load_labelled
 
 
 def test_the_seed_example_is_a_jailbreak() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.sentences import Sentence, insert_markers, split_sentences
+from quarry.app.sentences import Sentence, insert_markers, split_sentences
 
 FENCED = (
     "Build the workspace first.\n"

@@ -9,10 +9,10 @@ import httpx
 import openai
 import pytest
 
-from app.budget import ContextTooLongError
-from app.chain import Turn
-from app.retrieval import EmptyCollectionError, Passage
-from app.session import (
+from quarry.app.budget import ContextTooLongError
+from quarry.app.chain import Turn
+from quarry.app.retrieval import EmptyCollectionError, Passage
+from quarry.app.session import (
     CONTEXT_TOO_LONG,
     Conversation,
     Message,

@@ -12,10 +12,10 @@ import pytest
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from streamlit.testing.v1 import AppTest
 
-from app import render, session
-from app.citations import Citation
-from app.compose import build_chain
-from app.retrieval import Retriever
+from quarry.app import render, session
+from quarry.app.citations import Citation
+from quarry.app.compose import build_chain
+from quarry.app.retrieval import Retriever
 from quarry.settings import QuarrySettings
 from tests.conftest import RunningServer, free_port
 

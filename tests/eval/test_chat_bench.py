@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from app.compose import build_chain
-from app.retrieval import Retriever
-from eval.chat_bench import (
+from quarry.app.compose import build_chain
+from quarry.app.retrieval import Retriever
+from quarry.cli import app
+from quarry.eval.chat_bench import (
     ChatTurnResult,
     MetricsUnavailableError,
     ServerCounters,
@@ -17,9 +18,8 @@ from eval.chat_bench import (
     summarize,
     turn_result,
 )
-from eval.server_metrics import parse_samples
-from ingest.embedding import Embedder
-from quarry.cli import app
+from quarry.eval.server_metrics import parse_samples
+from quarry.ingest.embedding import Embedder
 from quarry.settings import QuarrySettings
 from tests.conftest import SAMPLE, RunningServer
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.retrieval import Retriever
-from eval.cli import SHIPPED_QA
+from quarry.app.retrieval import Retriever
 from quarry.cli import app
+from quarry.eval.cli import SHIPPED_QA
 from quarry.settings import QuarrySettings
 from tests.conftest import SAMPLE, RunningServer
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.retrieval import Retriever
-from eval.cli import SHIPPED_FOLLOWUPS
-from eval.followups_eval import STRATEGIES, evaluate
-from eval.qa import QaSetError, load_conversations
+from quarry.app.retrieval import Retriever
 from quarry.cli import app
+from quarry.eval.cli import SHIPPED_FOLLOWUPS
+from quarry.eval.followups_eval import STRATEGIES, evaluate
+from quarry.eval.qa import QaSetError, load_conversations
 from quarry.settings import QuarrySettings
 from tests.conftest import SAMPLE
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from eval.metrics import (
+from quarry.eval.metrics import (
     citation_precision,
     echoes_prompt,
     fact_recall,

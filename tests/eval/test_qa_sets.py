@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.cli import SHIPPED_QA
-from eval.qa import QaSetError, load_qa
+from quarry.eval.cli import SHIPPED_QA
+from quarry.eval.qa import QaSetError, load_qa
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.serving import (
+from quarry.eval.serving import (
     LevelMetrics,
     RequestRecord,
     Sweep,

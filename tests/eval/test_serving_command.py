@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from eval.server_metrics import free_port
-from eval.serving_cli import register
+from quarry.eval.server_metrics import free_port
+from quarry.eval.serving_cli import register
 from tests.conftest import TEST_MAX_MODEL_LEN, RunningServer
 
 runner = CliRunner()

@@ -9,8 +9,8 @@ import pytest
 from openai.types.chat import ChatCompletionMessage
 from typer.testing import CliRunner
 
-from eval.tools_eval import classify
 from quarry.cli import app
+from quarry.eval.tools_eval import classify
 from tests.conftest import RunningServer
 
 

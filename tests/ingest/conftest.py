@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from eval.server_metrics import free_port
-from ingest.embedding import Embedder
-from ingest.pipeline import ingest
-from ingest.report import IngestReport
-from ingest.store import Store, open_client
+from quarry.eval.server_metrics import free_port
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.pipeline import ingest
+from quarry.ingest.report import IngestReport
+from quarry.ingest.store import Store, open_client
 from quarry.settings import QuarrySettings, load_settings
 
 CHROMA_START_TIMEOUT_S = 60

@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ingest import pipeline
-from ingest.embedding import Embedder
 from quarry.cli import app as quarry_app
+from quarry.ingest import pipeline
+from quarry.ingest.embedding import Embedder
 from quarry.settings import QuarrySettings
 from tests.ingest.conftest import write_corpus
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.discover import discover, matches
-from ingest.loaders import LOADERS
+from quarry.ingest.discover import discover, matches
+from quarry.ingest.loaders import LOADERS
 
 
 def _find(*paths: Path, **kwargs: object):

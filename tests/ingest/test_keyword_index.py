@@ -8,12 +8,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from app.retrieval import Retriever
-from ingest.embedding import Embedder
-from ingest.keyword_index import KeywordIndex, index_folder
-from ingest.report import IngestReport
-from ingest.store import Store
+from quarry.app.retrieval import Retriever
 from quarry.cli import app
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.keyword_index import KeywordIndex, index_folder
+from quarry.ingest.report import IngestReport
+from quarry.ingest.store import Store
 from quarry.settings import QuarrySettings
 from tests.ingest.conftest import write_corpus
 

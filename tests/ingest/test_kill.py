@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ingest.store import Store
+from quarry.ingest.store import Store
 from quarry.settings import QuarrySettings
 from tests.ingest.conftest import assert_consistent, write_corpus
 
@@ -17,8 +17,8 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from ingest import store
-    from ingest.pipeline import ingest
+    from quarry.ingest import store
+    from quarry.ingest.pipeline import ingest
     from quarry.settings import load_settings
 
     real = store.Store._finish

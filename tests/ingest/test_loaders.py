@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import decode_text, load
-from ingest.records import LoadError
+from quarry.ingest.loaders import decode_text, load
+from quarry.ingest.records import LoadError
 from tests.ingest.conftest import (
     HTML,
     MARKDOWN,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from ingest import store as store_module
-from ingest.embedding import Embedder
-from ingest.pipeline import IngestUsageError, ingest
-from ingest.report import IngestReport
-from ingest.store import Store
+from quarry.ingest import store as store_module
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.pipeline import IngestUsageError, ingest
+from quarry.ingest.report import IngestReport
+from quarry.ingest.store import Store
 from tests.ingest.conftest import (
     assert_consistent,
     make_encrypted_pdf,

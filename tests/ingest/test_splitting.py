@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from ingest.embedding import Embedder
-from ingest.records import LoadedDocument, TextBlock
-from ingest.splitting import (
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.records import LoadedDocument, TextBlock
+from quarry.ingest.splitting import (
     TokenSplitter,
     chunk_document,
     markdown_headings,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.embedding import Embedder
-from ingest.loaders import load
-from ingest.records import Chunk, LoadedDocument, Markup, TextBlock
-from ingest.splitting import TokenSplitter, chunk_document, units
+from quarry.ingest.embedding import Embedder
+from quarry.ingest.loaders import load
+from quarry.ingest.records import Chunk, LoadedDocument, Markup, TextBlock
+from quarry.ingest.splitting import TokenSplitter, chunk_document, units
 from tests.ingest.conftest import write_pdf
 
 PROSE = " ".join(
