@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install run serve doctor test lint browser clean
+.PHONY: install run serve doctor test test-fast lint browser clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ lint: install
 
 test: install lint browser
 	$(BIN)/pytest
+
+# The quick tier, in under a minute: pure functions and fakes, no model loaded, no process or
+# server started, no Chroma store (tests/conftest.py marks the others `heavy`).
+test-fast: install
+	$(BIN)/pytest -m "not heavy"
 
 # The browser test drives Debian's Chromium. Installed here when we may (root with apt-get);
 # otherwise that one test is skipped and says why.

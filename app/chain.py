@@ -46,7 +46,7 @@ from quarry.app.citations import Citation, resolve
 from quarry.app.context import focus
 from quarry.app.injection_classifier import InjectionClassifier
 from quarry.app.prompts import render
-from quarry.app.retrieval import Passage, Retriever
+from quarry.app.retrieval import Passage, Searcher
 from quarry.app.screening import Screen, screen, screen_batch
 from quarry.app.sentences import Sentence, split_sentences
 from quarry.app.tools import PassageRegistry, run_tool_call, tool_schemas
@@ -93,8 +93,8 @@ class Answer:
     # carry instructions (quoted to the model as untrusted data).
     question_screen: Screen | None = None
     flagged_chunk_ids: set[str] = field(default_factory=set)
+    screening_fallback: str = ""  # why the configured classifier did not screen this answer
     citation_checks: list[CitationCheck] = field(default_factory=list)
-    looped: bool = False  # cut short because the model kept repeating itself
     attributed: bool = False  # some markers were added by Quarry, not written by the model
     removed_citations: int = 0  # markers the model wrote whose passage does not support them
     # Where, inside each cited passage, the sentences that support the answer are (offsets
@@ -128,16 +128,35 @@ def _key(sentence: Sentence) -> str:
     return " ".join(sentence.text.split()).lower()
 
 
+class LoopDetector:
+    """Counts the answer's complete sentences as it streams, reading each sentence once: a
+    small model that writes one sentence LOOP_REPEATS times is cut short."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._read = 0  # the text before this offset is counted
+
+    def repeating(self, text: str) -> bool:
+        """Whether `text` (the answer so far) repeats itself, counting what is new."""
+        tail = text[self._read :]
+        sentences = split_sentences(tail)
+        if sentences and not tail.endswith("\n") and not tail.rstrip().endswith((".", "!", "?")):
+            sentences = sentences[:-1]  # still being written
+        if not sentences:
+            return False
+        self._read += sentences[-1].end
+        for sentence in sentences:
+            key = _key(sentence)
+            if len(key) >= 12:
+                self._counts[key] = self._counts.get(key, 0) + 1
+                if self._counts[key] >= LOOP_REPEATS:
+                    return True
+        return False
+
+
 def is_looping(text: str) -> bool:
-    """True when a complete sentence of some length has appeared LOOP_REPEATS times."""
-    counts: dict[str, int] = {}
-    for sentence in split_sentences(text):
-        key = _key(sentence)
-        if len(key) >= 12:
-            counts[key] = counts.get(key, 0) + 1
-            if counts[key] >= LOOP_REPEATS:
-                return True
-    return False
+    """True when a complete sentence of some length appears LOOP_REPEATS times in `text`."""
+    return LoopDetector().repeating(text)
 
 
 def without_repeats(text: str) -> str:
@@ -179,7 +198,7 @@ class ChatChain:
     def __init__(
         self,
         llm: ChatOpenAI,
-        retriever: Retriever,
+        retriever: Searcher,
         settings: ChatSettings,
         *,
         counter: TokenCounter | None = None,
@@ -243,7 +262,7 @@ class ChatChain:
             search_queries(question, history), self.retriever.top_k
         )
         screens = screen_batch(question, [p.text for p in passages], self.classifier)
-        if screens.warning:
+        if screens.warning:  # on every answer so screened: each user sees it on their own
             yield Status(f"Warning: {screens.warning}")
         question_screen = screens.question
         if question_screen.flagged:
@@ -262,10 +281,13 @@ class ChatChain:
                 refused=True,
                 seconds=time.monotonic() - started,
                 question_screen=question_screen,
+                screening_fallback=screens.fallback,
             )
             return
 
-        answer = Answer("", question, [], question_screen=question_screen)
+        answer = Answer(
+            "", question, [], question_screen=question_screen, screening_fallback=screens.fallback
+        )
         answer.flagged_chunk_ids = {
             p.chunk_id for p, s in zip(passages, screens.passages, strict=True) if s.flagged
         }
@@ -353,6 +375,7 @@ class ChatChain:
             text = ""
             stream = llm.stream(messages, stop=self.settings.stop or None)
             pieces = 0  # vLLM streams about a token a piece
+            loop = LoopDetector()
             for chunk in stream:
                 reply = chunk if reply is None else reply + chunk
                 if chunk.content:
@@ -361,9 +384,8 @@ class ChatChain:
                     text += str(chunk.content)
                     pieces += 1
                     yield Token(str(chunk.content))
-                    if _ends_sentence(str(chunk.content)) and is_looping(text):
+                    if _ends_sentence(str(chunk.content)) and loop.repeating(text):
                         stream.close()  # ends the HTTP stream: the server stops generating
-                        answer.looped = True
                         answer.output_tokens += pieces  # no usage report when cut
                         yield Status("Stopped an answer that kept repeating itself.")
                         return without_repeats(text)

@@ -130,7 +130,8 @@ class _Batch:
         )
 
     def __getitem__(self, texts: Sequence[str]) -> np.ndarray:
-        """The vectors of `texts`, one row each (L2-normalised: a dot product is a cosine)."""
+        """The vectors of `texts`, one row each. They are L2-normalised, so a dot product is
+        a cosine: the matrix products here stand in for `ingest.embedding.cosine`, batched."""
         return self.vectors[[self.row[t] for t in texts]]
 
 

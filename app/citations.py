@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quarry.app.retrieval import Passage
+from quarry.app.sentences import MARKER_RE
 
 # [1], [2][3], and the common variant [1, 3]
-MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 @dataclass(frozen=True)

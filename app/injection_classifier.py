@@ -43,7 +43,10 @@ class ClassifierUnavailableError(ClassifierError):
 
 @dataclass
 class InjectionClassifier:
-    """A client for one vLLM `/classify` server; `probabilities` makes one request per call."""
+    """A client for one vLLM `/classify` server; `probabilities` makes one request per call.
+
+    One client serves every chat session, so it remembers only facts about the server (its
+    model, its class labels); a failure is raised to the caller each time, never recorded."""
 
     url: str
     model: str | None = None
@@ -53,7 +56,6 @@ class InjectionClassifier:
     timeout: httpx.Timeout = field(
         default_factory=lambda: httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     )
-    warned: bool = field(default=False, init=False)  # the chat said it is down (once)
     _labels_looked_up: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from quarry.settings import QuarrySettings
 
@@ -67,10 +68,10 @@ def chat_model(
 ) -> ChatOpenAI:
     return ChatOpenAI(
         base_url=f"{settings.server.base_url}/v1",
-        api_key=settings.server.api_key or "unused",  # type: ignore[arg-type]
+        api_key=SecretStr(settings.server.api_key or "unused"),
         model=model,
         temperature=temperature,
-        max_tokens=max_tokens,  # type: ignore[call-arg]
+        max_completion_tokens=max_tokens,
         streaming=True,
         stream_usage=True,
         max_retries=1,

@@ -11,15 +11,13 @@ docs/decisions.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol
 
-import numpy as np
-
-from quarry.ingest.embedding import Embedder
-from quarry.ingest.keyword_index import KeywordIndex, index_folder
-from quarry.ingest.store import Store, StoreError, open_client
-from quarry.settings import QuarrySettings, RetrievalSettings
+from quarry.ingest.collection import Collection, StoreError
+from quarry.ingest.embedding import Embedder, cosine
+from quarry.ingest.records import StoredChunk
+from quarry.settings import RetrievalSettings
 
 RRF_K = 60  # the constant of Cormack et al. (2009); ranks matter, not raw scores
 
@@ -53,21 +51,36 @@ class Passage:
         return (self.source, self.chunk_index)
 
     @classmethod
-    def from_chroma(
-        cls, chunk_id: str, text: str, meta: dict[str, Any], distance: float
-    ) -> Passage:
-        page = meta.get("page")
+    def from_chunk(cls, chunk: StoredChunk, score: float) -> Passage:
+        record = chunk.record
         return cls(
-            chunk_id=chunk_id,
-            text=text,
-            source=str(meta.get("source", "")),
-            title=str(meta.get("title", "")),
-            heading=str(meta.get("heading_path", "")),
-            page=int(page) if page is not None else None,
-            chunk_index=int(meta.get("chunk_index", 0)),
-            score=1.0 - float(distance),
-            doc_id=str(meta.get("doc_id", "")),
+            chunk_id=chunk.id,
+            text=chunk.text,
+            source=record.source,
+            title=record.title,
+            heading=record.heading_path,
+            page=record.page,
+            chunk_index=record.chunk_index,
+            score=score,
+            doc_id=record.doc_id,
         )
+
+
+class Searcher(Protocol):
+    """What the chat chain and its tools need of a retriever: `Retriever`, or a test's fake."""
+
+    embedder: Embedder
+
+    @property
+    def top_k(self) -> int: ...
+
+    def search(self, query: str, k: int) -> list[Passage]: ...
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[Passage]: ...
+
+    def neighbours(self, anchor: Passage, radius: int) -> list[Passage]: ...
+
+    def warm(self) -> None: ...
 
 
 class EmptyCollectionError(StoreError):
@@ -102,17 +115,16 @@ class Retriever:
 
     def __init__(
         self,
-        store: Store,
+        collection: Collection,
         embedder: Embedder,
         options: RetrievalSettings | None = None,
         *,
-        keyword: KeywordIndex | None = None,
         reranker: Reranker | None = None,
     ) -> None:
-        self.store = store
+        self.collection = collection
         self.embedder = embedder
         self.options = options or RetrievalSettings()
-        self.keyword = keyword if self.options.hybrid_weight > 0 else None
+        self.hybrid = self.options.hybrid_weight > 0
         self.reranker = reranker
 
     @property
@@ -123,31 +135,8 @@ class Retriever:
     def min_score(self) -> float:
         return self.options.min_score
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: QuarrySettings,
-        collection: str,
-        embedder: Embedder | None = None,
-        reranker: Reranker | None = None,
-    ) -> Retriever:
-        store = Store(open_client(settings), collection)
-        if not store.exists():
-            raise EmptyCollectionError(
-                f'The collection "{collection}" does not exist yet. Add documents with '
-                f"`quarry ingest PATH --collection {collection}` or the upload box."
-            )
-        model = store.model()
-        if embedder is None or (model and embedder.name != model):
-            embedder = Embedder(model or settings.embedding.model or "")
-        options = settings.retrieval
-        if reranker is None and options.reranker:
-            reranker = Reranker(options.reranker)
-        keyword = KeywordIndex(index_folder(settings), collection)
-        return cls(store, embedder, options, keyword=keyword, reranker=reranker)
-
     def count(self) -> int:
-        return int(self.store.chunks_collection().count())
+        return self.collection.count()
 
     def search(self, query: str, k: int) -> list[Passage]:
         """The `k` best passages, best first; none when nothing clears `min_score`."""
@@ -163,8 +152,8 @@ class Retriever:
         """
         if self.count() == 0:
             raise EmptyCollectionError(
-                f'The collection "{self.store.name}" is empty. Add documents with '
-                f"`quarry ingest PATH --collection {self.store.name}` or the upload box."
+                f'The collection "{self.collection.name}" is empty. Add documents with '
+                f"`quarry ingest PATH --collection {self.collection.name}` or the upload box."
             )
         vectors = self.embedder.encode(list(queries))
         candidates = max(k, self.options.candidates)
@@ -176,7 +165,7 @@ class Retriever:
             dense = self._dense(vector, candidates)
             if not dense or dense[0].score < self.options.min_score:
                 continue
-            fused = dense if self.keyword is None else self._fuse(query, vector, dense, keep)
+            fused = self._fuse(query, vector, dense, keep) if self.hybrid else dense
             rankings.append(fused)
         if not rankings:
             return []
@@ -188,38 +177,25 @@ class Retriever:
     def warm(self) -> None:
         """Load the embedding model, Chroma's index and the keyword index, and run each
         search once with words the collection has (BM25 compiles its scorer on first use)."""
-        sample = self.store.chunks_collection().get(limit=1, include=["documents"])["documents"]
-        self.search_many([sample[0][:200] if sample else "warm up"], 1)
+        self.search_many([self.collection.sample_text()], 1)
 
     def best_score(self, query: str) -> float:
         """The cosine similarity of the closest chunk: what abstention is decided on."""
         dense = self._dense(self.embedder.encode([query])[0], 1)
         return dense[0].score if dense else -1.0
 
-    def _dense(self, vector: Any, n: int) -> list[Passage]:
-        found = self.store.chunks_collection().query(
-            query_embeddings=[vector],
-            n_results=n,
-            include=["documents", "metadatas", "distances"],
-        )
-        return [
-            Passage.from_chroma(i, text, meta, distance)
-            for i, text, meta, distance in zip(
-                found["ids"][0],
-                found["documents"][0],
-                found["metadatas"][0],
-                found["distances"][0],
-                strict=True,
-            )
-        ]
+    def _dense(self, vector: Sequence[float], n: int) -> list[Passage]:
+        return [Passage.from_chunk(c, score) for c, score in self.collection.nearest(vector, n)]
 
-    def _fuse(self, query: str, vector: Any, dense: list[Passage], keep: int) -> list[Passage]:
+    def _fuse(
+        self, query: str, vector: Sequence[float], dense: list[Passage], keep: int
+    ) -> list[Passage]:
         """Reciprocal rank fusion of the dense and BM25 rankings, weighted by hybrid_weight.
 
         Only the `keep` best are read from Chroma: fetching every BM25-only candidate with its
         vector was most of the cost of hybrid search at 30,000 chunks.
         """
-        hits = self._keyword_index().search(query, len(dense))
+        hits = self.collection.keyword_search(query, len(dense))
         weight = self.options.hybrid_weight
         best = _rrf(
             [([p.chunk_id for p in dense], 1 - weight), ([h.chunk_id for h in hits], weight)]
@@ -228,51 +204,18 @@ class Retriever:
         known.update(self._fetch([cid for cid in best if cid not in known], vector))
         return [known[cid] for cid in best if cid in known]
 
-    def _keyword_index(self) -> KeywordIndex:
-        """The index, reloaded or rebuilt once when the collection has changed since."""
-        index = self.keyword
-        assert index is not None
-        current = self.store.generation()
-        stale = index.generation != current
-        if stale and (index.stored_generation() != current or not index.load()):
-            index.rebuild(self.store)
-        return index
-
-    def _fetch(self, ids: list[str], vector: Any) -> dict[str, Passage]:
+    def _fetch(self, ids: list[str], vector: Sequence[float]) -> dict[str, Passage]:
         """Chunks found only by BM25, with their cosine similarity to the query."""
-        if not ids:
-            return {}
-        got = self.store.chunks_collection().get(
-            ids=ids, include=["documents", "metadatas", "embeddings"]
-        )
-        found = {}
-        for cid, text, meta, embedding in zip(
-            got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
-        ):
-            passage = Passage.from_chroma(cid, text, meta, 1.0)
-            found[cid] = replace(passage, score=_cosine(vector, embedding))
-        return found
+        return {
+            chunk.id: Passage.from_chunk(chunk, cosine(vector, chunk.vector or ()))
+            for chunk in self.collection.get(ids, vectors=True)
+        }
 
     def neighbours(self, anchor: Passage, radius: int) -> list[Passage]:
         """The chunks around one chunk of its document, in document order (to read more)."""
         low, high = anchor.chunk_index - radius, anchor.chunk_index + radius
-        found = self.store.chunks_collection().get(
-            where={
-                "$and": [
-                    {"doc_id": anchor.doc_id},
-                    {"chunk_index": {"$gte": low}},
-                    {"chunk_index": {"$lte": high}},
-                ]
-            },
-            include=["documents", "metadatas"],
-        )
-        passages = [
-            Passage.from_chroma(i, text, meta, 0.0)
-            for i, text, meta in zip(
-                found["ids"], found["documents"], found["metadatas"], strict=True
-            )
-        ]
-        return sorted(passages, key=lambda p: p.chunk_index)
+        chunks = self.collection.document_chunks(anchor.doc_id, low, high)
+        return [Passage.from_chunk(chunk, 0.0) for chunk in chunks]
 
 
 def _rrf(rankings: Sequence[tuple[Sequence[str], float]]) -> list[str]:
@@ -293,9 +236,3 @@ def _fuse_rankings(rankings: Sequence[list[Passage]]) -> list[Passage]:
         if known is None or passage.score > known.score:
             best[passage.chunk_id] = passage
     return [best[cid] for cid in _rrf([([p.chunk_id for p in r], 1.0) for r in rankings])]
-
-
-def _cosine(a: Any, b: Any) -> float:
-    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / norm if norm else 0.0

@@ -9,8 +9,11 @@ on a labelled set are reported by `quarry eval injection`.
 
 `screen_batch` is what the chat calls: the offline screen, and when one is configured a
 classifier served by vLLM (app/injection_classifier.py) on the same texts in one request; a
-text is flagged when either flags it. When the classifier cannot be reached the offline
-screen stands alone and the chat is told once.
+text is flagged when either flags it. When the classifier cannot screen, the offline screen
+stands alone and the result says so and why (`BatchScreen.fallback`), every time: the chat
+notes it on each answer so screened. Nothing here remembers a user or a past call, because
+one chain (and its classifier) serves every browser session; the cached `screen` returns
+immutable values.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -140,9 +143,11 @@ DISCUSSION_DISCOUNT = 0.5
 
 @dataclass(frozen=True)
 class Screen:
+    """One text's verdict; immutable, since `screen` hands the same one to every caller."""
+
     label: Label
     score: float
-    reasons: list[str] = field(default_factory=list)
+    reasons: tuple[str, ...] = ()
     classifier_probability: float | None = None  # when a classifier screened the text too
 
     @property
@@ -150,7 +155,7 @@ class Screen:
         return self.label != "BENIGN"
 
 
-def injection_score(text: str) -> tuple[float, list[str]]:
+def injection_score(text: str) -> tuple[float, tuple[str, ...]]:
     """Sum of matched pattern weights, discounted where the matches sit in quotes or in a
     text that discusses injections."""
     score, reasons = 0.0, []
@@ -164,7 +169,7 @@ def injection_score(text: str) -> tuple[float, list[str]]:
         factor = DISCUSSION_DISCOUNT if (inside_quotes or discusses) else 1.0
         score += weight * factor
         reasons.append(match.group(0).strip()[:80])
-    return score, reasons
+    return score, tuple(reasons)
 
 
 @lru_cache(maxsize=4096)  # a passage is screened for its prompt and for the page alike
@@ -177,18 +182,25 @@ def screen(text: str, *, source: Literal["user", "passage"]) -> Screen:
 
 @dataclass(frozen=True)
 class BatchScreen:
-    """The screens of one turn: the user's message and each passage, in order."""
+    """The screens of one turn: the user's message and each passage, in order, and whether
+    the classifier took part (`fallback`: why a configured one did not)."""
 
     question: Screen
-    passages: list[Screen]
-    warning: str = ""  # the classifier is down: said once, then the offline screen alone
+    passages: tuple[Screen, ...]
+    classifier_used: bool = False
+    fallback: str = ""
+
+    @property
+    def warning(self) -> str:
+        """What the answer should say when the classifier was configured but not used."""
+        return f"{self.fallback} Screening with the offline patterns only." if self.fallback else ""
 
 
 def screen_batch(
     question: str, passages: Sequence[str], classifier: InjectionClassifier | None = None
 ) -> BatchScreen:
     """Screen the message and every passage; with a classifier, in one request to it."""
-    offline = [screen(question, source="user"), *(screen(p, source="passage") for p in passages)]
+    offline = (screen(question, source="user"), *(screen(p, source="passage") for p in passages))
     if classifier is None:
         return BatchScreen(offline[0], offline[1:])
     from quarry.app.injection_classifier import ClassifierError
@@ -196,21 +208,15 @@ def screen_batch(
     try:
         probabilities = classifier.probabilities([question, *passages])
     except ClassifierError as exc:
-        if classifier.warned:
-            log.debug("Injection classifier still down: %s", exc)
-            return BatchScreen(offline[0], offline[1:])
-        classifier.warned = True
-        warning = f"{exc} Screening with the offline patterns only."
-        log.warning("%s", warning)
-        return BatchScreen(offline[0], offline[1:], warning)
-    classifier.warned = False  # back up: a later outage is reported again
+        log.warning("Injection classifier not used: %s", exc)
+        return BatchScreen(offline[0], offline[1:], fallback=str(exc))
     sources: list[Literal["user", "passage"]] = ["user"]
     sources += ["passage"] * len(passages)
     combined = [
         combine(s, p, classifier.flags(p), source)
         for s, p, source in zip(offline, probabilities, sources, strict=True)
     ]
-    return BatchScreen(combined[0], combined[1:])
+    return BatchScreen(combined[0], tuple(combined[1:]), classifier_used=True)
 
 
 def combine(
@@ -220,7 +226,7 @@ def combine(
     if not classifier_flags:
         return replace(offline, classifier_probability=probability)
     label: Label = offline.label if offline.flagged else _flagged_label(source)
-    reasons = [*offline.reasons, f"classifier {probability:.2f}"]
+    reasons = (*offline.reasons, f"classifier {probability:.2f}")
     return Screen(label, offline.score, reasons, classifier_probability=probability)
 
 

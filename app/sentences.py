@@ -44,8 +44,9 @@ _END = re.compile(
     r"(?:[ \t]*\[\d+(?:[ \t]*,[ \t]*\d+)*\](?!\())*"
     r"(?=\s|\Z)"
 )
-_MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
-_ENDS_CITED = re.compile(r"\[\d+(?:\s*,\s*\d+)*\][ \t]*$")
+# A citation marker, [1] or [1, 3]: group 1 holds the numbers.
+MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_ENDS_CITED = re.compile(MARKER_RE.pattern + r"[ \t]*$")
 # A line that starts a block of its own (list item, heading, quote, table row, fence) or
 # cannot continue onto the next (a heading or a table row).
 _BLOCK_START = re.compile(r"[ \t]*(?:[-*+][ \t]|\d{1,9}[.)][ \t]|#|>|\||```|~~~)")
@@ -109,7 +110,7 @@ def split_sentences(text: str) -> list[Sentence]:
         start = position + len(piece) - len(piece.lstrip())
         end = cut - (len(piece) - len(piece.rstrip()))
         position = cut
-        if start < end and _WORD.search(_MARKER.sub("", text[start:end])):
+        if start < end and _WORD.search(MARKER_RE.sub("", text[start:end])):
             sentences.append(Sentence(start, end, text[start:end]))
     return sentences
 

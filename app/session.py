@@ -22,13 +22,14 @@ import streamlit as st
 from quarry.app.budget import ContextTooLongError
 from quarry.app.chain import Answer, ChatChain, Event, Status, Token, Turn
 from quarry.app.citations import Citation
-from quarry.app.compose import build_chain
 from quarry.app.llm import ServerStatus, server_status
 from quarry.app.retrieval import EmptyCollectionError, Passage
-from quarry.ingest.embedding import Embedder, EmbeddingModelError
-from quarry.ingest.pipeline import IngestUsageError, ProgressCallback, ingest
+from quarry.components import Components
+from quarry.ingest.collection import StoreError, list_collections, open_client
+from quarry.ingest.embedding import EmbeddingModelError
+from quarry.ingest.loaders import LOADERS
+from quarry.ingest.pipeline import IngestUsageError, ProgressCallback
 from quarry.ingest.report import IngestReport
-from quarry.ingest.store import Store, StoreError, list_collections, open_client
 from quarry.settings import QuarrySettings
 
 log = logging.getLogger("quarry.ui")
@@ -39,7 +40,7 @@ TEMPERATURE_PRESETS: dict[str, float] = {
     "Conversational": 0.7,
     "Creative": 1.0,
 }
-UPLOAD_TYPES = ("md", "markdown", "txt", "rst", "html", "htm", "pdf", "docx")
+UPLOAD_TYPES = tuple(suffix.removeprefix(".") for suffix in LOADERS)  # what ingest can read
 MAX_NAME_CHARS = 120
 
 
@@ -64,25 +65,32 @@ def with_choices(
 # -- cached resources ---------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the embedding model...")
-def _embedder(name: str, batch_size: int, device: str | None) -> Embedder:
-    """One embedding model per process: loading it takes seconds, every rerun would pay."""
-    return Embedder(name, batch_size=batch_size, device=device)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _components(key: str, _settings: QuarrySettings) -> Components:
+    """One set of parts per process and configuration (loading the embedding model takes
+    seconds, every rerun would pay): the same Chroma client, models and keyword indexes for
+    every browser session. Keyed by the settings as JSON."""
+    return Components(_settings)
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _cached_chain(key: str, _settings: QuarrySettings) -> ChatChain:
-    """Keyed by the settings as JSON: any setting that shapes the chain makes a new one.
-    It is warmed before it is handed out: the first question must not pay for loading."""
-    embedder = _embedder(
-        _settings.embedding.model, _settings.embedding.batch_size, _settings.embedding.device
-    )
-    return build_chain(_settings, _settings.ingest.collection, embedder=embedder)
+def components(base: QuarrySettings) -> Components:
+    return _components(base.model_dump_json(), base)
 
 
-def chain_for(settings: QuarrySettings) -> ChatChain:
-    """The chain for these settings; raises as `build_chain` does (a failure is not cached)."""
-    return _cached_chain(settings.model_dump_json(), settings)
+def chain_for(base: QuarrySettings, settings: QuarrySettings) -> ChatChain:
+    """This browser session's chain for the sidebar's choices (`settings`), built on the
+    process's shared parts and warmed, so the first question does not pay for loading.
+
+    Each session has its own chain, so nothing one user's answers leave on it reaches
+    another user; the heavy parts under it are shared. Raises as `Components.chain` does; a
+    failure is not kept.
+    """
+    key = settings.model_dump_json()
+    held = st.session_state.get("chain")
+    if held is None or held[0] != key:
+        chain = components(base).with_settings(settings).chain(settings.ingest.collection)
+        st.session_state["chain"] = held = (key, chain)
+    return held[1]
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -106,7 +114,7 @@ def collections(settings: QuarrySettings) -> tuple[list[CollectionInfo], Notice 
         rows = list_collections(open_client(settings))
     except Exception as exc:
         return [CollectionInfo(default, exists=False)], describe(exc)
-    found = {r["name"]: CollectionInfo(r["name"], r["documents"], r["chunks"]) for r in rows}
+    found = {r.name: CollectionInfo(r.name, r.documents, r.chunks) for r in rows}
     found.setdefault(default, CollectionInfo(default, exists=False))
     return sorted(found.values(), key=lambda c: c.name), None
 
@@ -129,7 +137,6 @@ class Message:
     citations: list[Citation] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    refused: bool = False
     finished: bool = False
     notice: Notice | None = None
     ttft_s: float | None = None
@@ -160,12 +167,6 @@ class Message:
         if self.output_tokens:
             parts.append(f"{self.output_tokens} tokens")
         return " · ".join(parts)
-
-    @property
-    def uncited(self) -> list[Passage]:
-        """Passages given to the model that the answer does not cite."""
-        cited = {c.passage.chunk_id for c in self.citations}
-        return [p for p in self.passages if p.chunk_id not in cited]
 
 
 @dataclass
@@ -238,7 +239,6 @@ def _fill(reply: Message, done: Answer) -> None:
     reply.text = done.text
     reply.citations = list(done.citations)
     reply.passages = list(done.passages)
-    reply.refused = done.refused
     reply.ttft_s = done.ttft_s
     reply.tokens_per_s = done.tokens_per_s
     reply.output_tokens = done.output_tokens
@@ -372,21 +372,21 @@ def save_uploads(
 
 
 def add_uploads(
-    settings: QuarrySettings,
+    parts: Components,
     files: Sequence[UploadedFile],
     on_progress: ProgressCallback | None = None,
 ) -> tuple[IngestReport | None, list[str]]:
-    """Save and ingest uploads into `settings.ingest.collection`; problems come back as
-    sentences (a refused file, a file the loader could not read, a busy store)."""
+    """Save and ingest uploads into the collection `parts` are set for; problems come back
+    as sentences (a refused file, a file the loader could not read, a busy store)."""
+    settings = parts.settings
     collection = settings.ingest.collection
     report = None
     try:
         saved, problems = save_uploads(settings, collection, files)
         if saved:
             # A collection keeps the model it was built with; new files must use the same one.
-            model = Store(open_client(settings), collection).model() or settings.embedding.model
-            embedder = _embedder(model, settings.embedding.batch_size, settings.embedding.device)
-            report = ingest(saved, settings, embedder=embedder, on_progress=on_progress)
+            embedder = parts.collection_embedder(collection)
+            report = parts.ingest(saved, embedder=embedder, on_progress=on_progress)
             problems += [
                 f"{o.path}: {o.status}" + (f", {o.reason}" if o.reason else "")
                 for o in report.problems()

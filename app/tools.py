@@ -1,8 +1,12 @@
 """Tools a capable model (Llama-3-8B with `llama3_json`) may call to look further.
 
+Each tool is defined once, in `TOOLS`: its name, description, argument model and the function
+that runs it. What the model is told (`tool_schemas`) is derived from the argument model, and
+the chat and `quarry eval tools` validate calls with the same model, so the three cannot drift.
+
 Tool arguments come from the model and are untrusted: they may be a JSON string instead of
 an object, miss fields or have the wrong types. Each call is validated here; a bad one
-becomes an error message to the model, never an exception in the app.
+becomes an error message to the model naming the bad argument, never an exception in the app.
 """
 
 from __future__ import annotations
@@ -10,26 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from langchain_core.tools import StructuredTool
+from langchain_core.utils.function_calling import convert_to_openai_function
 from pydantic import BaseModel, Field, ValidationError
 
-from quarry.app.retrieval import Passage, Retriever
+from quarry.app.retrieval import Passage, Searcher
 
-
-class SearchArgs(BaseModel):
-    """Search the user's documents again, with other words."""
-
-    query: str = Field(min_length=1, max_length=500, description="What to look for.")
-    k: int = Field(4, ge=1, le=10, description="How many passages to return.")
-
-
-class ReadMoreArgs(BaseModel):
-    """Read the text around a passage already given, to see more of its document."""
-
-    passage: int = Field(ge=1, description="The number of a passage, as in [n].")
-    radius: int = Field(1, ge=1, le=3, description="Chunks to add before and after.")
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
 
 
 @dataclass
@@ -51,20 +43,78 @@ class PassageRegistry:
         return "\n\n".join(f"[{self.number(p)}] {p.label}\n{p.text}" for p in passages)
 
 
-def tool_schemas() -> list[StructuredTool]:
-    """The tools as LangChain describes them to the model (`bind_tools`)."""
+@dataclass(frozen=True)
+class Tool(Generic[ArgsT]):
+    """One tool: what the model is told of it, and what runs when it is called.
 
-    def unused(**_: Any) -> str:  # execution goes through `run_tool_call`, which validates
-        raise NotImplementedError
+    `run` gets validated arguments, the retriever and the answer's passages; a ValueError it
+    raises goes back to the model as a correctable error."""
 
-    return [
-        StructuredTool.from_function(
-            unused, name="search_documents", description=SearchArgs.__doc__, args_schema=SearchArgs
+    name: str
+    description: str
+    args: type[ArgsT]
+    run: Callable[[ArgsT, Searcher, PassageRegistry], str]
+
+    def schema(self) -> dict[str, Any]:
+        """The tool in OpenAI's function format, from the argument model's JSON schema."""
+        function = convert_to_openai_function(self.args)  # titles dropped, refs inlined
+        return {**function, "name": self.name, "description": self.description}
+
+    def validate(self, raw: Any) -> ArgsT:
+        """The model's arguments (an object or a JSON string), checked against `args`."""
+        return self.args.model_validate(parse_arguments(raw))
+
+
+class SearchArgs(BaseModel):
+    """The arguments of `search_documents`."""
+
+    query: str = Field(min_length=1, max_length=500, description="What to look for.")
+    k: int = Field(4, ge=1, le=10, description="How many passages to return.")
+
+
+class ReadMoreArgs(BaseModel):
+    """The arguments of `read_more`."""
+
+    passage: int = Field(ge=1, description="The number of a passage, as in [n].")
+    radius: int = Field(1, ge=1, le=3, description="Chunks to add before and after.")
+
+
+def _search(args: SearchArgs, retriever: Searcher, registry: PassageRegistry) -> str:
+    return registry.render(retriever.search(args.query, args.k))
+
+
+def _read_more(args: ReadMoreArgs, retriever: Searcher, registry: PassageRegistry) -> str:
+    if args.passage > len(registry.passages):
+        raise ValueError(
+            f"passage: there is no passage [{args.passage}] (there are {len(registry.passages)})"
+        )
+    anchor = registry.passages[args.passage - 1]
+    return registry.render(retriever.neighbours(anchor, args.radius))
+
+
+TOOLS: dict[str, Tool[Any]] = {
+    tool.name: tool
+    for tool in (
+        Tool(
+            "search_documents",
+            "Search the user's documents again, with other words.",
+            SearchArgs,
+            _search,
         ),
-        StructuredTool.from_function(
-            unused, name="read_more", description=ReadMoreArgs.__doc__, args_schema=ReadMoreArgs
+        Tool(
+            "read_more",
+            "Read the text around a passage already given, to see more of its document.",
+            ReadMoreArgs,
+            _read_more,
         ),
-    ]
+    )
+}
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    """Every tool as the model is told of it; `bind_tools` and `convert_to_openai_tool` take
+    these and add `strict`."""
+    return [tool.schema() for tool in TOOLS.values()]
 
 
 def parse_arguments(raw: Any) -> dict[str, Any]:
@@ -79,31 +129,22 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
     return raw
 
 
-def run_tool_call(call: dict[str, Any], retriever: Retriever, registry: PassageRegistry) -> str:
+def problems(exc: ValidationError) -> str:
+    """Pydantic's errors as one line that names each bad argument."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def run_tool_call(call: dict[str, Any], retriever: Searcher, registry: PassageRegistry) -> str:
     """Execute one tool call; the text returned goes back to the model as the tool's result."""
     name = call.get("name")
-    handlers: dict[str, Callable[[dict[str, Any]], str]] = {
-        "search_documents": lambda args: _search(SearchArgs.model_validate(args)),
-        "read_more": lambda args: _read_more(ReadMoreArgs.model_validate(args)),
-    }
-
-    def _search(args: SearchArgs) -> str:
-        return registry.render(retriever.search(args.query, args.k))
-
-    def _read_more(args: ReadMoreArgs) -> str:
-        if args.passage > len(registry.passages):
-            raise ValueError(f"there is no passage [{args.passage}]")
-        anchor = registry.passages[args.passage - 1]
-        return registry.render(retriever.neighbours(anchor, args.radius))
-
-    if name not in handlers:
-        return f"Error: there is no tool {name!r}; use one of {', '.join(handlers)}."
+    tool = TOOLS.get(str(name))
+    if tool is None:
+        return f"Error: there is no tool {name!r}; use one of {', '.join(TOOLS)}."
     try:
-        return handlers[name](parse_arguments(call.get("args")))
+        return tool.run(tool.validate(call.get("args")), retriever, registry)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
-        )
-        return f"Error: invalid arguments for {name}: {problems}. Call it again, corrected."
+        return f"Error: invalid arguments for {name}: {problems(exc)}. Call it again, corrected."
     except ValueError as exc:
         return f"Error: {name}: {exc}. Call it again, corrected."

@@ -62,7 +62,7 @@ with st.sidebar:
     limit = session.max_upload_mb(settings)
     files = st.file_uploader(
         f"Into “{collection}”, up to {limit} MB each",
-        type=list(session.UPLOAD_TYPES),
+        type=[f".{suffix}" for suffix in session.UPLOAD_TYPES],  # a bare "text" is text/*
         accept_multiple_files=True,
         max_upload_size=limit,
         key=f"upload-{upload_round}",
@@ -74,7 +74,8 @@ with st.sidebar:
             done = f"{p.files_done} of {p.files_total} files, {p.chunks_written} chunks"
             bar.progress(p.files_done / max(p.files_total, 1), text=done)
 
-        report, problems = session.add_uploads(settings, files or [], on_progress=progress)
+        parts = session.components(base).with_settings(settings)
+        report, problems = session.add_uploads(parts, files or [], on_progress=progress)
         st.session_state.upload_result = (report.summary() if report else "", problems)
         st.session_state.upload_round = upload_round + 1  # a fresh, empty upload box
         st.rerun()
@@ -129,7 +130,7 @@ def show_reply(message: Message) -> None:
 if server.healthy and info.exists:
     try:
         with st.spinner("Getting ready: loading the embedding model and the collection..."):
-            session.chain_for(settings)  # cached: later reruns return at once
+            session.chain_for(base, settings)  # kept: later reruns return at once
     except Exception as exc:  # the same error comes back, explained, with the first question
         session.log.info("warming the chain failed: %s", exc)
 
@@ -154,7 +155,7 @@ if question := st.chat_input("Ask a question about your documents"):
         reply = session.answer(
             conv,
             question,
-            lambda: session.chain_for(settings),
+            lambda: session.chain_for(base, settings),
             on_text=lambda so_far: text.markdown(render.answer_markdown(so_far) + "▌"),
             on_status=lambda note: status.caption(note),
         )

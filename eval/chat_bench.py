@@ -1,6 +1,6 @@
 """`quarry bench chat`: how much later than the server's own first token does Quarry's come?
 
-A scripted conversation goes through the real chat chain (`app.compose.build_chain`, the
+A scripted conversation goes through the real chat chain (`Components.chain`, the
 same chain the chat page uses), each turn with the earlier turns as history. Per turn:
 
 - Quarry's time to first token: the chain's own `Answer.ttft_s`, from the question to the

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
+from quarry.components import Components
+from quarry.console import console, err_console, fail, settings_or_exit
 from quarry.eval.qa import QaItem, QaSetError, load_conversations, load_qa
-from quarry.settings import QuarrySettings, RetrievalSettings, SettingsError, load_settings
-
-console = Console()
-err_console = Console(stderr=True)
+from quarry.settings import QuarrySettings, RetrievalSettings
 
 eval_app = typer.Typer(help="Evaluate retrieval and answers on a labelled question set.")
 
@@ -37,11 +36,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _prepare(collection: str, qa: Path) -> tuple[QuarrySettings, list[QaItem]]:
+    settings = settings_or_exit(ingest={"collection": collection})
     try:
-        return load_settings(ingest={"collection": collection}), load_qa(qa)
-    except (SettingsError, QaSetError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        return settings, load_qa(qa)
+    except QaSetError as exc:
+        raise fail(exc, 2) from None
 
 
 def _write(output: Path, stem: str, data: object, text: str) -> None:
@@ -52,7 +51,9 @@ def _write(output: Path, stem: str, data: object, text: str) -> None:
     console.print(f"Reports: {output / (stem + '.json')}, {output / (stem + '.md')}")
 
 
-def _gate(summary: dict[str, float | None], thresholds: dict[str, float | None], where: str) -> int:
+def _gate(
+    summary: Mapping[str, float | None], thresholds: Mapping[str, float | None], where: str
+) -> int:
     missed = [
         f"{name} {summary[name]:.3f} < {floor}"
         for name, floor in thresholds.items()
@@ -81,32 +82,21 @@ def retrieval_command(
     min_mrr: Annotated[float | None, typer.Option(help="Fail below this MRR@10.")] = None,
 ) -> None:
     """hit@k, MRR@10, nDCG@10, latency and the abstention sweep, configurations side by side."""
-    from quarry.app.retrieval import EmptyCollectionError, Reranker, Retriever
+    from quarry.app.retrieval import EmptyCollectionError
     from quarry.eval.retrieval_eval import evaluate, markdown
-    from quarry.ingest.store import StoreError
+    from quarry.ingest.collection import StoreError
 
     settings, items = _prepare(collection, qa)
     configs = _configs(settings, k, compare or [])
-    rerankers: dict[str, Reranker] = {}
+    components = Components(settings)
     results = []
     try:
-        embedder = None
         for name, options in configs:
-            if options.reranker and options.reranker not in rerankers:
-                rerankers[options.reranker] = Reranker(options.reranker)
-            run_settings = settings.model_copy(update={"retrieval": options})
-            retriever = Retriever.from_settings(
-                run_settings,
-                collection,
-                embedder=embedder,
-                reranker=rerankers.get(options.reranker or ""),
-            )
-            embedder = retriever.embedder
+            retriever = components.retriever(collection, options)
             with console.status(f"{name}: {len(items)} questions..."):
                 results.append(evaluate(retriever, items, options.top_k, name, repeat))
     except (EmptyCollectionError, StoreError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     data = {
         r.name: {"summary": r.summary(), "questions": [asdict(q) for q in r.questions]}
         for r in results
@@ -174,16 +164,14 @@ def answers_command(
     min_refusal_accuracy: Annotated[float | None, typer.Option()] = None,
 ) -> None:
     """Run the chat chain on each question: citations, facts, refusals, latency."""
-    from quarry.app.compose import build_chain
     from quarry.app.retrieval import EmptyCollectionError
     from quarry.eval.answers_eval import evaluate, markdown
 
     settings, items = _prepare(collection, qa)
     try:
-        chain = build_chain(settings, collection)
+        chain = Components(settings).chain(collection)
     except (ConnectionError, EmptyCollectionError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     with console.status(f"Answering {len(items)} questions..."):
         report = evaluate(chain, items, with_judge=judge)
     data = {"summary": report.summary(), "questions": [asdict(r) for r in report.results]}
@@ -240,14 +228,13 @@ def injection_command(
     )
 
     path = labelled or SHIPPED_SET
+    settings = settings_or_exit(
+        screening={"classifier_url": classifier_url, "classifier_model": classifier_model}
+    )
     try:
-        settings = load_settings(
-            screening={"classifier_url": classifier_url, "classifier_model": classifier_model}
-        )
         rows = load_labelled(path)
-    except (OSError, QaSetError, SettingsError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    except (OSError, QaSetError) as exc:
+        raise fail(exc, 2) from None
     classifier = InjectionClassifier.from_settings(settings.screening)
     if classifier is None:
         result = evaluate(rows)
@@ -256,12 +243,11 @@ def injection_command(
             with console.status(f"Classifying {len(rows)} texts..."):
                 result = compare(rows, classifier)
         except ClassifierError as exc:
-            err_console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
+            raise fail(exc, 2) from None
     _write(output, "eval-injection", result, markdown(result))
     name, summary = gated(result)
     thresholds = {"precision": min_precision, "recall": min_recall}
-    raise typer.Exit(_gate(summary, thresholds, f"injection, {name}"))  # type: ignore[arg-type]
+    raise typer.Exit(_gate(summary, thresholds, f"injection, {name}"))
 
 
 @eval_app.command("tools")
@@ -290,12 +276,11 @@ def tools_command(
         summary,
     )
 
-    settings = load_settings()
+    settings = settings_or_exit()
     try:
         model = discover_model(settings)
     except ConnectionError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     client = OpenAI(
         base_url=f"{settings.server.base_url}/v1", api_key=settings.server.api_key or "unused"
     )
@@ -317,7 +302,7 @@ def tools_command(
     }
     stem = f"eval-tools-{tool_choice}{'-strict' if strict else ''}"
     _write(output, stem, data, markdown(results, model, tool_choice, strict))
-    raise typer.Exit(_gate(summary(results), {"valid": min_valid}, "tools"))  # type: ignore[arg-type]
+    raise typer.Exit(_gate(summary(results), {"valid": min_valid}, "tools"))
 
 
 def _gap_gate(gap: float | None, max_gap: float | None, k: int) -> int:
@@ -353,24 +338,22 @@ def followups_command(
     Reports hit@1, hit@k and MRR@k of the three side by side for the turns after the first,
     and the first turns apart.
     """
-    from quarry.app.retrieval import EmptyCollectionError, Retriever
+    from quarry.app.retrieval import EmptyCollectionError
     from quarry.eval.followups_eval import evaluate, markdown
-    from quarry.ingest.store import StoreError
+    from quarry.ingest.collection import StoreError
 
+    settings = settings_or_exit(ingest={"collection": collection})
     try:
-        settings = load_settings(ingest={"collection": collection})
         conversations = load_conversations(qa)
-    except (SettingsError, QaSetError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    except QaSetError as exc:
+        raise fail(exc, 2) from None
     try:
-        retriever = Retriever.from_settings(settings, collection)
+        retriever = Components(settings).retriever(collection)
         turns = sum(len(c.turns) for c in conversations)
         with console.status(f"{len(conversations)} conversations, {turns} turns..."):
             report = evaluate(retriever, conversations, k)
     except (EmptyCollectionError, StoreError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     data = {"summary": report.summary(), "turns": [asdict(t) for t in report.turns]}
     title = f"Follow-up retrieval on {collection} ({qa.name})"
     _write(output, "eval-followups", data, markdown(report, title))

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from quarry.app.injection_classifier import InjectionClassifier
 from quarry.app.screening import combine, screen
@@ -77,7 +77,7 @@ def evaluate(
     rows: list[dict[str, str]],
     flags: Sequence[bool] | None = None,
     probabilities: Sequence[float] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Precision, recall and misses of `flags` (default: the offline screen's)."""
     if flags is None:
         flags = [screen(row["text"], source=_source(row)).flagged for row in rows]
@@ -89,7 +89,7 @@ def evaluate(
         overall.add(flagged, actual)
         by_kind[row.get("kind", "")].add(flagged, actual)
         if flagged != actual:
-            miss: dict[str, object] = {
+            miss: dict[str, Any] = {
                 "text": row["text"],
                 "label": row["label"],
                 "flagged": flagged,
@@ -107,7 +107,7 @@ def evaluate(
     }
 
 
-def compare(rows: list[dict[str, str]], classifier: InjectionClassifier) -> dict[str, object]:
+def compare(rows: list[dict[str, str]], classifier: InjectionClassifier) -> dict[str, Any]:
     """The offline screen's result, with the classifier's and the combination's under
     `screens`. Raises ClassifierError when the classifier cannot screen."""
     texts = [row["text"] for row in rows]
@@ -133,7 +133,7 @@ def compare(rows: list[dict[str, str]], classifier: InjectionClassifier) -> dict
     return result
 
 
-def gated(result: dict[str, object]) -> tuple[str, dict[str, object]]:
+def gated(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The screen thresholds apply to: the one the chat uses."""
     screens = result.get("screens")
     if isinstance(screens, dict):
@@ -145,7 +145,7 @@ def _fraction(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def markdown(result: dict[str, object]) -> str:
+def markdown(result: dict[str, Any]) -> str:
     if "screens" in result:
         return _markdown_compared(result)
     lines = [
@@ -157,28 +157,28 @@ def markdown(result: dict[str, object]) -> str:
         "| kind | flagged correctly | missed | false alarms | passed correctly |",
         "|---|---:|---:|---:|---:|",
     ]
-    for kind, c in result["by_kind"].items():  # type: ignore[attr-defined]
+    for kind, c in result["by_kind"].items():
         lines.append(f"| {kind} | {c['tp']} | {c['fn']} | {c['fp']} | {c['tn']} |")
     lines += ["", "Misclassified:", ""]
-    lines += [f"- ({m['label']}) {m['text']}" for m in result["misses"]]  # type: ignore[attr-defined]
+    lines += [f"- ({m['label']}) {m['text']}" for m in result["misses"]]
     return "\n".join(lines) + "\n"
 
 
-def _markdown_compared(result: dict[str, object]) -> str:
-    screens: dict[str, dict[str, object]] = {OFFLINE: result, **result["screens"]}  # type: ignore[dict-item]
-    info: dict[str, object] = result["classifier"]  # type: ignore[assignment]
+def _markdown_compared(result: dict[str, Any]) -> str:
+    screens: dict[str, dict[str, Any]] = {OFFLINE: result, **result["screens"]}
+    info: dict[str, Any] = result["classifier"]
     lines = [
         "# Prompt-injection screen",
         "",
         f"{result['examples']} examples. Classifier: {info['model']} at {info['url']}, "
-        f"threshold {info['threshold']}, injection labels {', '.join(info['injection_labels'])}.",  # type: ignore[arg-type]
+        f"threshold {info['threshold']}, injection labels {', '.join(info['injection_labels'])}.",
         "",
         "| screen | precision | recall | flagged correctly | missed | false alarms | "
         "passed correctly |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in screens.items():
-        c: dict[str, int] = r["counts"]  # type: ignore[assignment]
+        c: dict[str, int] = r["counts"]
         lines.append(
             f"| {name} | {_fraction(r['precision'])} | {_fraction(r['recall'])} | {c['tp']} | "
             f"{c['fn']} | {c['fp']} | {c['tn']} |"
@@ -190,15 +190,14 @@ def _markdown_compared(result: dict[str, object]) -> str:
         "| kind | " + " | ".join(screens) + " |",
         "|---|" + "---:|" * len(screens),
     ]
-    for kind in result["by_kind"]:  # type: ignore[attr-defined]
+    for kind in result["by_kind"]:
         cells = [
-            f"{r['by_kind'][kind]['fn']} / {r['by_kind'][kind]['fp']}"  # type: ignore[index]
-            for r in screens.values()
+            f"{r['by_kind'][kind]['fn']} / {r['by_kind'][kind]['fp']}" for r in screens.values()
         ]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     for name, r in screens.items():
         lines += ["", f"Misclassified by {name}:", ""]
-        for m in r["misses"]:  # type: ignore[attr-defined]
+        for m in r["misses"]:
             p = f" p={m['probability']:.2f}" if "probability" in m else ""
             lines.append(f"- ({m['label']}{p}) {m['text']}")
     return "\n".join(lines) + "\n"

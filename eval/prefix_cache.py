@@ -25,11 +25,10 @@ from pathlib import Path
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from quarry.app.chain import ChatChain, Turn, history_messages, stable_order
-from quarry.app.llm import chat_model, discover_model
-from quarry.app.retrieval import Passage, Retriever
+from quarry.app.retrieval import Passage
 from quarry.app.tools import PassageRegistry
+from quarry.components import Components
 from quarry.eval.server_metrics import free_port, prefix_counters
-from quarry.ingest.pipeline import ingest
 from quarry.package_data import SAMPLE_DOCS
 from quarry.serve.launch import start_server
 from quarry.settings import QuarrySettings
@@ -139,8 +138,9 @@ def run_benchmark(
     data_dir = Path(tempfile.mkdtemp(prefix="quarry-prefix-bench-"))
     settings = settings.model_copy(update={"data_dir": data_dir})
     progress(f"Ingesting the sample documents into {data_dir} ...")
-    ingest([SAMPLE_DOCS], settings)
-    retriever = Retriever.from_settings(settings, settings.ingest.collection)
+    components = Components(settings)
+    components.ingest([SAMPLE_DOCS])
+    retriever = components.retriever()
     results: dict[str, list[TurnResult]] = {}
     for name, layout in LAYOUTS.items():
         port = free_port()
@@ -150,7 +150,7 @@ def run_benchmark(
         progress(f"Starting a fresh vLLM server for the {name!r} layout on port {port} ...")
         server = start_server(run_settings)
         try:
-            llm = chat_model(run_settings, discover_model(run_settings), temperature=0)
+            llm = components.with_settings(run_settings).chat_model(temperature=0)
             chain = ChatChain(llm, retriever, run_settings.chat)
             results[name] = run_conversation(
                 chain, run_settings.server.base_url, layout, max_tokens

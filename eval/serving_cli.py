@@ -10,12 +10,9 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 
-from quarry.settings import QuarrySettings, SettingsError, load_settings
-
-console = Console()
-err_console = Console(stderr=True)
+from quarry.console import console, fail, settings_or_exit
+from quarry.settings import QuarrySettings, SettingsError
 
 WORKLOADS = ("rag", "chat", "both")
 
@@ -36,11 +33,7 @@ def settings_for(base_url: str | None, profile: str | None) -> QuarrySettings:
                 f"{base_url!r}: give the server as http://HOST:PORT", param_hint="--base-url"
             )
         server = {"host": parts.hostname, "port": parts.port or 80}
-    try:
-        return load_settings(profile=profile, server=server)
-    except SettingsError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    return settings_or_exit(profile=profile, server=server)
 
 
 def bench_serve(
@@ -98,8 +91,7 @@ def bench_serve(
                 settings, chosen, requests, max_concurrency, progress=console.print
             )
         except (SettingsError, ModelPreparationError, ServerStartError, ConnectionError) as exc:
-            err_console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
+            raise fail(exc, 1) from None
         meta = _meta("fresh servers", settings.server.served_model_name, requests)
         text = serving.comparison_markdown(results, meta)
         paths = serving.write_comparison(results, meta, output)
@@ -107,8 +99,7 @@ def bench_serve(
         try:
             model = discover_model(settings)
         except ConnectionError as exc:
-            err_console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
+            raise fail(exc, 2) from None
         target = serving.Target(settings.server.base_url, model, settings.server.api_key)
         sweeps = []
         for w in chosen:
@@ -117,8 +108,7 @@ def bench_serve(
                     serving.run_sweep(target, w, requests, max_concurrency, progress=console.print)
                 )
             except ConnectionError as exc:
-                err_console.print(f"[red]{exc}[/red]")
-                raise typer.Exit(2) from None
+                raise fail(exc, 2) from None
         meta = _meta(settings.server.base_url, model, requests)
         text = serving.markdown(sweeps, meta)
         paths = serving.write_reports(sweeps, meta, output)

@@ -1,9 +1,9 @@
 """`quarry eval tools`: how often does the served model produce a valid tool call?
 
-Each question is sent with Quarry's two tools. A call counts as valid when its arguments
-parse as a JSON object and satisfy the tool's schema (the same validation the chat applies),
-and as right when it names the expected tool. Parse failures are counted, not hidden: they
-show how far to trust tool calling on a given model.
+Each question is sent with Quarry's tools (app/tools.py). A call counts as valid when its
+arguments parse as a JSON object and satisfy the tool's argument model (the same validation
+the chat applies), and as right when it names the expected tool. Parse failures are
+counted, not hidden: they show how far to trust tool calling on a given model.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from typing import Any
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from openai import OpenAI
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from quarry.app.tools import ReadMoreArgs, SearchArgs, parse_arguments, tool_schemas
+from quarry.app.tools import TOOLS, parse_arguments, problems, tool_schemas
 
 SHIPPED_TOOLS_SET = Path(__file__).resolve().parent / "qa" / "tools.jsonl"
-SCHEMAS: dict[str, type[BaseModel]] = {"search_documents": SearchArgs, "read_more": ReadMoreArgs}
 SYSTEM = (
     "You answer questions about the user's documents. Use the tools: search_documents to "
     "search, read_more to read around a passage you were given (passages 1 and 2 exist)."
@@ -49,21 +48,17 @@ def classify(item: dict[str, Any], message: Any) -> ToolCallResult:
     try:
         args = parse_arguments(call.arguments)
         result.parsed = True
-        schema = SCHEMAS.get(call.name)
-        if schema is None:
+        tool = TOOLS.get(call.name)
+        if tool is None:
             result.error = f"unknown tool {call.name!r}"
             return result
-        schema.model_validate(args)
+        tool.validate(args)  # the chat's own validation
         result.valid = True
-    except ValueError as exc:  # includes pydantic's ValidationError
-        result.error = _short(exc)
+    except ValidationError as exc:
+        result.error = problems(exc)
+    except ValueError as exc:
+        result.error = str(exc)
     return result
-
-
-def _short(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    return str(exc)
 
 
 def evaluate(

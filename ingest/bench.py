@@ -13,9 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from quarry.ingest.embedding import Embedder
-from quarry.ingest.pipeline import ingest
-from quarry.ingest.store import Store, open_client
+from quarry.components import Components
 from quarry.settings import QuarrySettings
 
 
@@ -49,34 +47,31 @@ class BenchResult:
 
 
 def bench_ingest(path: Path, settings: QuarrySettings, *, limit: int | None) -> BenchResult:
-    embedder = Embedder.from_settings(settings.embedding)
-    started = time.monotonic()
-    embedder.encode(["warm up"])  # load the weights outside both timings
-    load_s = time.monotonic() - started
-    collection = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="quarry-bench-") as tmp:
-        run_settings = settings.model_copy(
-            update={
-                "data_dir": Path(tmp),
-                "ingest": settings.ingest.model_copy(update={"collection": collection}),
-            }
-        )
-        client = open_client(run_settings)
-        store = Store(client, collection)
-        try:
-            first = ingest([path], run_settings, embedder=embedder, client=client, limit=limit)
-            texts = store.chunks_collection().get(include=["documents"])["documents"]
-            started = time.monotonic()
-            embedder.model.encode(
-                texts,
-                batch_size=embedder.batch_size,
-                normalize_embeddings=True,
-                show_progress_bar=False,
+        collection = f"bench-{uuid.uuid4().hex[:8]}"
+        components = Components(
+            settings.model_copy(
+                update={
+                    "data_dir": Path(tmp),
+                    "ingest": settings.ingest.model_copy(update={"collection": collection}),
+                }
             )
-            encode_s = time.monotonic() - started
-            second = ingest([path], run_settings, embedder=embedder, client=client, limit=limit)
-        finally:
-            store.drop()
+        )
+        embedder = components.embedder()
+        started = time.monotonic()
+        embedder.encode(["warm up"])  # load the weights outside both timings
+        load_s = time.monotonic() - started
+        first = components.ingest([path], limit=limit)
+        texts = [c.text for page in components.collection().pages() for c in page]
+        started = time.monotonic()
+        embedder.model.encode(
+            texts,
+            batch_size=embedder.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        encode_s = time.monotonic() - started
+        second = components.ingest([path], limit=limit)
     written = first.counts()
     return BenchResult(
         files=written["added"],

@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from quarry.console import console, err_console, fail, settings_or_exit
 from quarry.ingest.report import IngestReport
-from quarry.settings import QuarrySettings, SettingsError, load_settings
-
-console = Console()
-err_console = Console(stderr=True)
+from quarry.settings import QuarrySettings
 
 CollectionOpt = Annotated[
     str | None, typer.Option("--collection", "-c", help="Collection name (default: quarry).")
@@ -46,18 +43,7 @@ def _settings(
     **ingest: Any,
 ) -> QuarrySettings:
     """Settings with the flags on top; a bad value exits 2 with the settings' own message."""
-    try:
-        return load_settings(
-            ingest={"collection": collection, **ingest}, embedding={"model": model}
-        )
-    except SettingsError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[red]{message}[/red]")
-    return typer.Exit(code)
+    return settings_or_exit(ingest={"collection": collection, **ingest}, embedding={"model": model})
 
 
 @contextmanager
@@ -100,11 +86,12 @@ def ingest_command(
     ] = False,
 ) -> None:
     """Add documents to a collection, or bring it up to date (only changes are embedded)."""
+    from quarry.components import Components
+    from quarry.ingest.collection import StoreError
     from quarry.ingest.embedding import EmbeddingModelError
-    from quarry.ingest.pipeline import IngestUsageError, ingest
-    from quarry.ingest.store import StoreError
+    from quarry.ingest.pipeline import IngestUsageError
 
-    defaults = load_settings().ingest if exclude else None
+    defaults = _settings().ingest if exclude else None
     settings = _settings(
         collection,
         model,
@@ -115,14 +102,16 @@ def ingest_command(
     )
     try:
         with _progress() as on_progress, _sigterm_as_interrupt():
-            report = ingest(paths, settings, prune=prune, dry_run=dry_run, on_progress=on_progress)
+            report = Components(settings).ingest(
+                paths, prune=prune, dry_run=dry_run, on_progress=on_progress
+            )
     except IngestUsageError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
     except (StoreError, EmbeddingModelError) as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     print_report(report)
     if report.interrupted:
-        raise _fail("Interrupted; every document is whole. Run again to finish.", 130)
+        raise fail("Interrupted; every document is whole. Run again to finish.", 130)
     if report.failed:
         raise typer.Exit(1)
 
@@ -176,16 +165,17 @@ def collections_command(
 ) -> None:
     """List collections with their document and chunk counts, model and last update."""
     import json
+    from dataclasses import asdict
 
-    from quarry.ingest.store import StoreError, list_collections, open_client
+    from quarry.ingest.collection import StoreError, list_collections, open_client
 
     settings = _settings()
     try:
         rows = list_collections(open_client(settings))
     except StoreError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([asdict(row) for row in rows], indent=2))
         return
     if not rows:
         console.print("No collections yet. Add documents with `quarry ingest PATH`.")
@@ -195,11 +185,11 @@ def collections_command(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"],
-            str(row["documents"]),
-            str(row["chunks"]),
-            row["embedding_model"],
-            row["updated_at"] or "-",
+            row.name,
+            str(row.documents),
+            str(row.chunks),
+            row.embedding_model,
+            row.updated_at or "-",
         )
     console.print(table)
 
@@ -214,20 +204,18 @@ def forget_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove documents from a collection, or the whole collection when no PATH is given."""
-    from quarry.ingest.keyword_index import KeywordIndex, index_folder
-    from quarry.ingest.store import Store, StoreError, open_client, writer_lock
+    from quarry.ingest.collection import Collection, StoreError, writer_lock
 
     settings = _settings(collection)
     try:
-        store = Store(open_client(settings), collection, batch=settings.chroma.write_batch_size)
+        store = Collection.open(settings, collection)
         if not store.exists():
-            raise _fail(f"No collection named {collection!r} (see `quarry collections`).", 2)
+            raise fail(f"No collection named {collection!r} (see `quarry collections`).", 2)
         with writer_lock(settings):
             if not paths:
                 what = f"the whole collection {collection!r}"
                 _confirm(yes, what)
                 store.drop()
-                KeywordIndex(index_folder(settings), collection).delete()
                 console.print(f"Removed {what}.")
                 return
             targets = [p.absolute() for p in paths]
@@ -237,20 +225,20 @@ def forget_command(
                 if any(r.path == t or t in r.path.parents for t in targets)
             ]
             if not doomed:
-                raise _fail("No stored document is under " + ", ".join(map(str, paths)), 1)
+                raise fail("No stored document is under " + ", ".join(map(str, paths)), 1)
             _confirm(yes, f"{len(doomed)} document(s) from {collection!r}")
             for record in doomed:
                 store.remove(record)
                 console.print(f"removed {record.source} ({record.chunks} chunks)")
             store.mark_updated()
-            KeywordIndex(index_folder(settings), collection).rebuild(store)
+            store.sync_keyword_index()
     except StoreError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
 
 
 def _confirm(yes: bool, what: str) -> None:
     if not yes and not typer.confirm(f"Remove {what}?", default=False):
-        raise _fail("Nothing removed.", 1)
+        raise fail("Nothing removed.", 1)
 
 
 def bench_ingest_command(

@@ -4,12 +4,13 @@ loads it), texts are encoded in batches and vectors are L2-normalized for cosine
 from __future__ import annotations
 
 import importlib.util
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from quarry.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
 
@@ -25,14 +26,21 @@ def packaged_model_path() -> Path | None:
     return path if (path / "modules.json").is_file() else None
 
 
-def resolve_model(name: str) -> str:
-    """What to hand to SentenceTransformer: the offline copy for the default model."""
+def embedding_model_path(name: str) -> str:
+    """What to hand to SentenceTransformer: the packaged folder for the default model (a
+    local path, loaded without the hub), otherwise `name` itself."""
     if name in (DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"):
         packaged = packaged_model_path()
         if packaged is not None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             return str(packaged)
     return name
+
+
+def cosine(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Cosine similarity of two vectors (0 when either is all zeros)."""
+    x, y = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / norm if norm else 0.0
 
 
 class EmbeddingModelError(RuntimeError):
@@ -58,7 +66,7 @@ class Embedder:
 
         hf_logging.disable_progress_bar()  # the CLI draws its own progress
         try:
-            return SentenceTransformer(resolve_model(self.name), device=self.device)
+            return SentenceTransformer(embedding_model_path(self.name), device=self.device)
         except (OSError, ValueError) as exc:
             raise EmbeddingModelError(
                 f"cannot load the embedding model {self.name!r}: {exc}"
@@ -75,7 +83,7 @@ class Embedder:
             return self.model.tokenizer
         from transformers import AutoTokenizer
 
-        path = resolve_model(self.name)
+        path = embedding_model_path(self.name)
         try:
             if Path(path, "tokenizer.json").is_file() or not Path(path).exists():
                 return AutoTokenizer.from_pretrained(path)
@@ -87,7 +95,7 @@ class Embedder:
     def max_tokens(self) -> int:
         """Content tokens per text the model reads: its max_seq_length minus [CLS] and [SEP]."""
         if not self.loaded:
-            limit = _configured_max_seq_length(resolve_model(self.name))
+            limit = _configured_max_seq_length(embedding_model_path(self.name))
             if limit is not None:
                 return limit - 2
         return int(self.model.max_seq_length) - 2

@@ -3,7 +3,7 @@
 Dense vectors miss exact words (identifiers, flags, error codes, rare names); BM25 finds them.
 The index is built from the chunks stored in Chroma, so it can always be rebuilt from them,
 and it is stamped with the collection's *generation*, a token every write to the collection
-changes (`Store.bump_generation`). Ingestion rebuilds the index after it writes; a reader
+changes (`Collection.mark_updated`). Ingestion rebuilds the index after it writes; a reader
 whose index carries another generation (a crash mid-run, or a teammate's ingest into a shared
 Chroma server) rebuilds it once and saves it for the next reader. Nothing is built per query.
 
@@ -20,26 +20,17 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quarry.settings import QuarrySettings
+from quarry.ingest.records import StoredChunk
 
 FORMAT = 1
 # Words of two or more letters/digits/underscores: `__init__`, `PYTHONPATH` and `3.12` parts.
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _TOKEN = re.compile(TOKEN_PATTERN)
-_READ_PAGE = 5000
-
-
-def index_folder(settings: QuarrySettings) -> Path:
-    """Where keyword indexes live: inside the embedded store, or per Chroma server."""
-    chroma = settings.chroma
-    if chroma.host:
-        return settings.data_dir / "keyword" / f"{chroma.host}_{chroma.port}"
-    return (chroma.path or settings.data_dir / "chroma") / "keyword"
 
 
 @dataclass(frozen=True)
@@ -64,9 +55,9 @@ class Analyzer:
         return self._stem(words)
 
 
-def indexed_text(text: str, metadata: dict[str, Any]) -> str:
+def indexed_text(chunk: StoredChunk) -> str:
     """What BM25 sees of a chunk: its title and heading path too, which name its subject."""
-    parts = [str(metadata.get("title") or ""), str(metadata.get("heading_path") or ""), text]
+    parts = [chunk.record.title, chunk.record.heading_path, chunk.text]
     return "\n".join(p for p in parts if p)
 
 
@@ -133,23 +124,24 @@ class KeywordIndex:
 
     # -- writing -----------------------------------------------------------------------
 
-    def rebuild(self, store: Any, on_progress: Callable[[int], None] | None = None) -> int:
-        """Index every chunk of `store` and swap the result in; returns the chunk count.
+    def rebuild(
+        self,
+        generation: str,
+        pages: Iterable[list[StoredChunk]],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Index every chunk and swap the result in; returns the chunk count.
 
-        The generation is read before the chunks, so a write that lands meanwhile leaves the
-        index stamped as older than the collection and the next reader rebuilds again.
+        `generation` must be read before the chunks, so a write that lands meanwhile leaves
+        the index stamped as older than the collection and the next reader rebuilds again.
         """
         import bm25s
 
-        generation = store.generation()
         ids: list[str] = []
         tokens: list[list[str]] = []
-        for chunk_ids, texts, metadatas in _pages(store.chunks_collection()):
-            ids += chunk_ids
-            tokens += [
-                self.analyzer(indexed_text(t, m or {}))
-                for t, m in zip(texts, metadatas, strict=True)
-            ]
+        for page in pages:
+            ids += [chunk.id for chunk in page]
+            tokens += [self.analyzer(indexed_text(chunk)) for chunk in page]
             if on_progress:
                 on_progress(len(ids))
         bm25 = None
@@ -168,17 +160,6 @@ class KeywordIndex:
     def delete(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         self._bm25, self._ids, self.generation = None, [], None
-
-
-def _pages(collection: Any) -> Iterator[tuple[list[str], list[str], list[dict[str, Any]]]]:
-    offset = 0
-    while True:
-        got = collection.get(include=["documents", "metadatas"], limit=_READ_PAGE, offset=offset)
-        if got["ids"]:
-            yield got["ids"], got["documents"], got["metadatas"]
-        if len(got["ids"]) < _READ_PAGE:
-            return
-        offset += _READ_PAGE
 
 
 @contextlib.contextmanager

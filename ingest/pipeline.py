@@ -9,17 +9,33 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from quarry.ingest import store as st
+from quarry.ingest.collection import (
+    Collection,
+    DocRecord,
+    ModelMismatchError,
+    document_id,
+    writer_lock,
+)
 from quarry.ingest.discover import discover
 from quarry.ingest.embedding import Embedder
-from quarry.ingest.keyword_index import KeywordIndex, index_folder
 from quarry.ingest.loaders import LOADERS, load
-from quarry.ingest.records import Chunk, LoadedDocument, LoadError, Outcome, SourceFile, Status
+from quarry.ingest.records import (
+    Chunk,
+    ChunkRecord,
+    LoadedDocument,
+    LoadError,
+    Outcome,
+    OutcomeStatus,
+    SourceFile,
+)
 from quarry.ingest.report import IngestReport
 from quarry.ingest.splitting import TokenSplitter, chunk_document
 from quarry.settings import QuarrySettings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
 
 ProgressCallback = Callable[["Progress"], None]
 
@@ -44,12 +60,21 @@ class _Work:
     doc_id: str
     doc_hash: str
     stat: os.stat_result
-    previous: st.DocRecord | None
-    moved_from: st.DocRecord | None = None
+    previous: DocRecord | None
+    moved_from: DocRecord | None = None
 
 
 def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _streamed_hash(path: Path) -> str:
+    """`file_hash` of a file without holding it: a first run plans thousands of files."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def version_of(doc_hash: str, fingerprint: str) -> str:
@@ -62,7 +87,7 @@ def ingest(
     settings: QuarrySettings,
     *,
     embedder: Embedder | None = None,
-    client: Any = None,
+    client: ClientAPI | None = None,
     prune: bool = False,
     dry_run: bool = False,
     limit: int | None = None,
@@ -81,7 +106,7 @@ class _Run:
         self,
         settings: QuarrySettings,
         embedder: Embedder | None,
-        client: Any,
+        client: ClientAPI | None,
         *,
         prune: bool,
         dry_run: bool,
@@ -96,14 +121,10 @@ class _Run:
                 f"({self.embedder.max_tokens} tokens); longer chunks would be truncated"
             )
         self.splitter = TokenSplitter(self.embedder.tokenizer, conf.chunk_size, conf.chunk_overlap)
-        self.store = st.Store(
-            client or st.open_client(settings),
-            conf.collection,
-            batch=settings.chroma.write_batch_size,
-        )
+        self.store = Collection.open(settings, conf.collection, client)
         try:
             self.store.check_model(self.embedder.name)
-        except st.ModelMismatchError as exc:
+        except ModelMismatchError as exc:
             raise IngestUsageError(str(exc)) from None
         self.prune, self.dry_run, self.on_progress = prune, dry_run, on_progress
         self.report = IngestReport(conf.collection, dry_run=dry_run)
@@ -122,7 +143,7 @@ class _Run:
         if self.dry_run:
             self._plan_and_write(paths, files)
         else:
-            with st.writer_lock(self.settings):
+            with writer_lock(self.settings):
                 self.report.recovered = self.store.recover()
                 try:
                     self._plan_and_write(paths, files)
@@ -140,7 +161,7 @@ class _Run:
         canonical: dict[str, str] = {}  # content hash -> first path with it in this run
         seen_ids: set[str] = set()
         for file in files:
-            item = self._inspect(file, records.get(st.document_id(str(file.root), file.rel)))
+            item = self._inspect(file, records.get(document_id(str(file.root), file.rel)))
             if item is None:
                 continue
             seen_ids.add(item.doc_id)
@@ -169,14 +190,13 @@ class _Run:
 
     def _sync_keyword_index(self) -> None:
         """Rebuild the BM25 index when the collection changed since it was built."""
-        index = KeywordIndex(index_folder(self.settings), self.store.name)
-        if index.stored_generation() == self.store.generation():
-            return
         started = time.monotonic()
-        self.report.keyword_chunks = index.rebuild(self.store)
-        self.report.keyword_seconds = time.monotonic() - started
+        indexed = self.store.sync_keyword_index()
+        if indexed is not None:
+            self.report.keyword_chunks = indexed
+            self.report.keyword_seconds = time.monotonic() - started
 
-    def _inspect(self, file: SourceFile, previous: st.DocRecord | None) -> _Work | None:
+    def _inspect(self, file: SourceFile, previous: DocRecord | None) -> _Work | None:
         """Hash a file unless its size and time match the manifest; None when it is unusable."""
         try:
             stat = file.path.stat()
@@ -188,7 +208,7 @@ class _Run:
             reason = f"too large ({stat.st_size / 2**20:.1f} MB > {limit:g} MB, max_file_mb)"
             self._done(Outcome(file.rel, "failed", reason))
             return None
-        doc_id = st.document_id(str(file.root), file.rel)
+        doc_id = document_id(str(file.root), file.rel)
         if (
             previous is not None
             and previous.state == "ok"
@@ -196,11 +216,11 @@ class _Run:
         ):
             return _Work(file, doc_id, previous.doc_hash, stat, previous)
         try:
-            data = file.path.read_bytes()
+            doc_hash = _streamed_hash(file.path)  # not kept: the bytes are read again to load
         except OSError as exc:
             self._done(Outcome(file.rel, "failed", _os_reason(exc)))
             return None
-        return _Work(file, doc_id, file_hash(data), stat, previous)
+        return _Work(file, doc_id, doc_hash, stat, previous)
 
     def _version(self, doc_hash: str) -> str:
         return version_of(doc_hash, self.splitter.fingerprint)
@@ -213,9 +233,9 @@ class _Run:
             self.store.touch(replace(previous, size=size, mtime_ns=mtime_ns))
         self._done(Outcome(item.file.rel, "unchanged", chunks=previous.chunks))
 
-    def _match_moves(self, work: list[_Work], gone: list[st.DocRecord]) -> None:
+    def _match_moves(self, work: list[_Work], gone: list[DocRecord]) -> None:
         """New content equal to a vanished document's: reuse its vectors instead of embedding."""
-        by_hash: dict[str, st.DocRecord] = {}
+        by_hash: dict[str, DocRecord] = {}
         for record in gone:
             if record.state == "ok" and record.version == self._version(record.doc_hash):
                 by_hash.setdefault(record.doc_hash, record)
@@ -224,7 +244,7 @@ class _Run:
             if source is not None:
                 item.moved_from = source
 
-    def _prune(self, record: st.DocRecord) -> None:
+    def _prune(self, record: DocRecord) -> None:
         if not self.prune:
             reason = "file is gone; its chunks stay until a run with --prune"
             self.report.add(Outcome(record.source, "missing", reason, record.chunks))
@@ -261,7 +281,10 @@ class _Run:
     def _load(self, item: _Work) -> tuple[LoadedDocument, list[Chunk]] | None:
         try:
             data = item.file.path.read_bytes()
-            item.doc_hash = file_hash(data)
+            if len(data) != item.stat.st_size or item.file.path.stat().st_mtime_ns != (
+                item.stat.st_mtime_ns
+            ):  # changed since it was planned: what is stored must match what was read
+                item.doc_hash = file_hash(data)
             document = load(item.file.path, data)
             chunks = chunk_document(document, self.splitter)
         except LoadError as exc:
@@ -287,13 +310,12 @@ class _Run:
             own = vectors[start : start + len(chunks)]
             start += len(chunks)
             record = self._record(item, document.title, len(chunks))
-            metadatas = [self._metadata(record, item, document, chunk) for chunk in chunks]
             self.store.write(
                 record,
                 item.previous,
                 texts=[c.text for c in chunks],
                 embeddings=own,
-                metadatas=metadatas,
+                chunks=[self._chunk_record(record, item, document, c) for c in chunks],
             )
             self._stored(item, len(chunks), "; ".join(document.notes))
 
@@ -302,22 +324,21 @@ class _Run:
         assert source is not None
         stored = self.store.read_chunks(source)
         record = self._record(item, source.title, source.chunks)
-        metadatas = [
-            {**meta, "source": record.source, "root": record.root, "doc_id": record.doc_id}
-            for meta in stored["metadatas"]
-        ]
         self.store.write(
             record,
             item.previous,
-            texts=stored["documents"],
-            embeddings=stored["embeddings"],
-            metadatas=metadatas,
+            texts=[c.text for c in stored],
+            embeddings=[c.vector or () for c in stored],
+            chunks=[
+                replace(c.record, source=record.source, root=record.root, doc_id=record.doc_id)
+                for c in stored
+            ],
         )
         self.store.remove(source)
         self._stored(item, source.chunks, f"moved from {source.source}; not embedded again")
 
-    def _record(self, item: _Work, title: str, chunks: int) -> st.DocRecord:
-        return st.DocRecord(
+    def _record(self, item: _Work, title: str, chunks: int) -> DocRecord:
+        return DocRecord(
             doc_id=item.doc_id,
             root=str(item.file.root),
             source=item.file.rel,
@@ -329,27 +350,25 @@ class _Run:
             chunks=chunks,
         )
 
-    def _metadata(
-        self, record: st.DocRecord, item: _Work, document: LoadedDocument, chunk: Chunk
-    ) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "source": record.source,
-            "root": record.root,
-            "doc_id": record.doc_id,
-            "title": document.title,
-            "heading_path": " > ".join(chunk.heading_path),
-            "chunk_index": chunk.index,
-            "start": chunk.start,
-            "end": chunk.end,
-            "tokens": chunk.tokens,
-            "content_hash": hashlib.sha256(chunk.text.encode()).hexdigest()[:16],
-            "doc_hash": record.doc_hash,
-            "format": item.file.path.suffix.lower().lstrip("."),
-            "embedding_model": self.embedder.name,
-        }
-        if chunk.page is not None:
-            meta["page"] = chunk.page
-        return meta
+    def _chunk_record(
+        self, record: DocRecord, item: _Work, document: LoadedDocument, chunk: Chunk
+    ) -> ChunkRecord:
+        return ChunkRecord(
+            doc_id=record.doc_id,
+            root=record.root,
+            source=record.source,
+            title=document.title,
+            heading_path=" > ".join(chunk.heading_path),
+            chunk_index=chunk.index,
+            start=chunk.start,
+            end=chunk.end,
+            tokens=chunk.tokens,
+            content_hash=hashlib.sha256(chunk.text.encode()).hexdigest()[:16],
+            doc_hash=record.doc_hash,
+            format=item.file.path.suffix.lower().lstrip("."),
+            embedding_model=self.embedder.name,
+            page=chunk.page,
+        )
 
     def _stored(self, item: _Work, chunks: int, note: str) -> None:
         self.report.chunks_written += chunks
@@ -369,7 +388,7 @@ class _Run:
             )
 
 
-def _status(item: _Work) -> Status:
+def _status(item: _Work) -> OutcomeStatus:
     return "moved" if item.moved_from else "updated" if item.previous else "added"
 
 

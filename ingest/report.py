@@ -30,9 +30,6 @@ class IngestReport:
         counter: Counter[str] = Counter(o.status for o in self.outcomes)
         return {status: counter.get(status, 0) for status in ORDER}
 
-    def by_status(self, status: str) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == status]
-
     @property
     def failed(self) -> bool:
         return any(o.status == "failed" for o in self.outcomes)

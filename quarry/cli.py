@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from quarry.console import console, err_console, fail, settings_or_exit
 from quarry.eval.cli import register as register_eval
 from quarry.eval.serving_cli import register as register_bench_serve
 from quarry.ingest.cli import register as register_ingest
-from quarry.settings import QuarrySettings, SettingsError, load_settings
+from quarry.settings import QuarrySettings, SettingsError
 
 app = typer.Typer(
     help="Quarry: chat with your documents on your own hardware.",
@@ -31,9 +31,6 @@ register_ingest(app, bench_app)
 register_eval(app)
 register_bench_serve(bench_app)
 
-console = Console()
-err_console = Console(stderr=True)
-
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", help="cpu or gpu (default: detected).")
 ]
@@ -46,7 +43,7 @@ TpOpt = Annotated[int | None, typer.Option(help="GPU profile: GPUs per model rep
 
 def _settings(profile: str | None, **server: Any) -> QuarrySettings:
     """Settings with CLI flags on top; a bad value exits 2 with the settings' own message."""
-    return _load({"profile": profile, "server": server})
+    return settings_or_exit(profile=profile, server=server)
 
 
 @app.command()
@@ -135,11 +132,9 @@ def _start_server(settings: QuarrySettings) -> Any:
 
             server = start_server(settings, log_path, on_tick=tick)
     except (SettingsError, ModelPreparationError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
     except ServerStartError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        raise fail(exc, 1) from None
     except KeyboardInterrupt:
         err_console.print("Interrupted; vLLM stopped.")
         raise typer.Exit(130) from None
@@ -154,7 +149,7 @@ def _interrupt(*_: object) -> None:
 def _print_ready(settings: QuarrySettings, server: Any, seconds: float) -> None:
     table = Table(show_header=False, box=None)
     table.add_row("Endpoint", f"{settings.server.base_url}/v1")
-    table.add_row("Model", settings.server.served_model_name or str(settings.server.model))
+    table.add_row("Model", settings.server.served_model_name or settings.server.model)
     capacity = server.capacity()
     if capacity:
         table.add_row("KV cache", f"{capacity.kv_cache_tokens:,} tokens")
@@ -236,7 +231,7 @@ def chat(
     """Open the chat page (the model server must be running: `quarry serve`)."""
     from quarry.app.launch import start_ui, ui_url
 
-    settings = _load({"chat": {"ui_port": ui_port}, "ingest": {"collection": collection}})
+    settings = settings_or_exit(chat={"ui_port": ui_port}, ingest={"collection": collection})
     env = _ui_env(settings, settings.ingest.collection)
     console.print(f"Chat page: [bold]{ui_url(settings)}[/bold]  (Ctrl-C to stop)")
     _wait_for(start_ui(settings, env))
@@ -252,9 +247,9 @@ def up(
     from quarry.app.launch import SAMPLE_COLLECTION, start_ui, ui_url
     from quarry.app.llm import server_status
     from quarry.ingest.pipeline import ingest
-    from quarry.package_data import SAMPLE_DOCS
+    from quarry.package_data import MAINTAINER_DOCS, SAMPLE_DOCS
 
-    settings = _load({"profile": profile, "server": {"port": port}, "chat": {"ui_port": ui_port}})
+    settings = settings_or_exit(profile=profile, server={"port": port}, chat={"ui_port": ui_port})
     server = None
     if server_status(settings).healthy:
         console.print(f"Using the model server already running at {settings.server.base_url}.")
@@ -262,8 +257,12 @@ def up(
         server = _start_server(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        only_user_docs = {
+            "collection": SAMPLE_COLLECTION,
+            "exclude": [*settings.ingest.exclude, *MAINTAINER_DOCS],
+        }
         sample = settings.model_copy(
-            update={"ingest": settings.ingest.model_copy(update={"collection": SAMPLE_COLLECTION})}
+            update={"ingest": settings.ingest.model_copy(update=only_user_docs)}
         )
         with console.status(f"Adding the sample collection {SAMPLE_COLLECTION!r} ({SAMPLE_DOCS})"):
             report = ingest([SAMPLE_DOCS], sample)
@@ -278,15 +277,6 @@ def up(
         if server is not None:
             console.print("Stopping vLLM...")
             server.stop()
-
-
-def _load(overrides: dict[str, Any]) -> QuarrySettings:
-    """Settings from CLI flags (None: not given); a bad value exits 2 with its message."""
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _ui_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
@@ -324,7 +314,7 @@ def bench_prefix_cache(
     request layouts, each on a freshly started server."""
     from quarry.eval.prefix_cache import markdown_report, run_benchmark, write_reports
 
-    settings = _load({"profile": profile})
+    settings = settings_or_exit(profile=profile)
     results = run_benchmark(settings, max_tokens=max_tokens, progress=console.print)
     console.print(markdown_report(results), markup=False, highlight=False, soft_wrap=True)
     json_path, md_path = write_reports(results, output)
@@ -360,8 +350,8 @@ def bench_chat(
 ) -> None:
     """Quarry's time to first token beside the server's own, turn by turn, over a scripted
     conversation through the real chat chain (the model server must be running)."""
-    from quarry.app.compose import build_chain
     from quarry.app.retrieval import EmptyCollectionError
+    from quarry.components import Components
     from quarry.eval.chat_bench import (
         CONVERSATION,
         SHARED_WARNING,
@@ -373,12 +363,12 @@ def bench_chat(
         write_reports,
     )
 
-    settings = _load({"ingest": {"collection": collection}})
+    settings = settings_or_exit(ingest={"collection": collection})
     questions = question or CONVERSATION
     base_url = settings.server.base_url
     try:
         with console.status("Building the chat chain..."):
-            chain = build_chain(settings, collection)
+            chain = Components(settings).chain(collection)
         with console.status("Asking...") as status:
 
             def progress(turn: int, text: str) -> None:
@@ -393,8 +383,7 @@ def bench_chat(
                 progress=progress,
             )
     except (ConnectionError, EmptyCollectionError, MetricsUnavailableError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(exc, 2) from None
 
     table = Table(title=f"Chat bench: {collection} on {base_url} ({chain.llm.model_name})")
     table.add_column("Turn", justify="right")
@@ -465,11 +454,7 @@ def model_prepare(
     from quarry.serve.launch import default_model_dir
     from quarry.serve.model_prep import ModelPreparationError, is_prepared, prepare_cpu_model
 
-    try:
-        settings = load_settings(profile="cpu", cache_dir=cache_dir)
-    except SettingsError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    settings = settings_or_exit(profile="cpu", cache_dir=cache_dir)
     target = default_model_dir(settings)
     if is_prepared(target):
         console.print(f"Already prepared: {target}")
@@ -478,8 +463,7 @@ def model_prepare(
         with console.status(f"Converting the shipped GGUF into {target}..."):
             prepare_cpu_model(target)
     except ModelPreparationError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        raise fail(exc, 1) from None
     console.print(f"Prepared: {target}")
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,7 +41,6 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback)
 
 
-@cache
 def visible_gpu_count() -> int:
     """GPUs this process may use, without importing torch (doctor does the deep check)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -57,8 +57,24 @@ def visible_gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def detect_profile() -> Profile:
-    return "gpu" if visible_gpu_count() > 0 else "cpu"
+@dataclass(frozen=True)
+class Hardware:
+    """What the profile defaults depend on: the GPUs this process may use and its memory."""
+
+    gpus: int
+    memory_bytes: int
+
+    @property
+    def profile(self) -> Profile:
+        return "gpu" if self.gpus > 0 else "cpu"
+
+
+@cache
+def probe_hardware() -> Hardware:
+    """The machine, probed once per process (nvidia-smi takes a while, and the chat page loads
+    its settings again on every click)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory)
 
 
 def default_tensor_parallel_size(gpus: int, attention_heads: int) -> int:
@@ -69,10 +85,8 @@ def default_tensor_parallel_size(gpus: int, attention_heads: int) -> int:
     return 1
 
 
-def default_cpu_kv_cache_gib(total_memory_bytes: int | None = None) -> int:
+def default_cpu_kv_cache_gib(total_memory_bytes: int) -> int:
     """A KV cache that leaves the machine room for the app, embeddings and Chroma."""
-    if total_memory_bytes is None:
-        total_memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     tenth_gib = total_memory_bytes // (10 * 2**30)
     return int(min(max(tenth_gib, 1), 8))
 
@@ -84,24 +98,25 @@ class Section(BaseModel):
 
 
 class ServerSettings(Section):
-    """The vLLM OpenAI-compatible server. `None` means "the profile's default"."""
+    """The vLLM OpenAI-compatible server. The defaults are the gpu profile's; the cpu profile
+    replaces those the user did not set (`resolve_profile`)."""
 
-    model: str | None = Field(None, description="HF model id or local path.")
+    model: str = Field(GPU_MODEL, description="HF model id or local path.")
     served_model_name: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = None
-    max_model_len: int | None = Field(None, gt=0)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    tensor_parallel_size: int | None = Field(None, ge=1)
+    max_model_len: int = Field(8192, gt=0)
+    gpu_memory_utilization: float | None = Field(0.90, gt=0, le=1, description="GPU only.")
+    tensor_parallel_size: int = Field(1, ge=1, description="Default: the GPUs that divide heads.")
     pipeline_parallel_size: int = Field(1, ge=1)
-    dtype: str | None = None
+    dtype: str = "auto"
     quantization: str | None = None
     enable_prefix_caching: bool = True
-    enable_auto_tool_choice: bool | None = None
-    tool_call_parser: str | None = None
+    enable_auto_tool_choice: bool = True
+    tool_call_parser: str = "llama3_json"
     chat_template: str | None = None
-    enforce_eager: bool | None = None
+    enforce_eager: bool = False
     kv_cache_space_gib: int | None = Field(
         None, ge=1, description="CPU only: VLLM_CPU_KVCACHE_SPACE."
     )
@@ -219,7 +234,7 @@ class ChatSettings(Section):
     verify_citations_with_model: bool = Field(
         False, description="Also ask the served model whether each cited passage supports."
     )
-    use_tools: bool | None = Field(None, description="Default: on for gpu, off for cpu.")
+    use_tools: bool = Field(True, description="Let the model call tools (cpu: off).")
     max_tool_rounds: int = Field(3, ge=0, le=10)
     ui_host: str = "127.0.0.1"
     ui_port: int = Field(8501, ge=1, le=65535)
@@ -248,12 +263,22 @@ class ScreeningSettings(Section):
     )
 
 
-# The cpu profile's request shape for SmolLM2-135M, each value measured in docs/decisions.md:
-# it answers best from a few of the passages' sentences under a short prompt that ends with
-# the question. The fields' own defaults suit Llama-3-8B (whole passages, its own citations).
-SMALL_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+# The cpu profile: SmolLM2-135M on vLLM's CPU backend. Its request shape is measured in
+# docs/decisions.md: it answers best from a few of the passages' sentences under a short
+# prompt that ends with the question. The fields' own defaults suit Llama-3-8B on a GPU.
+CPU_PROFILE: dict[str, dict[str, Any]] = {
+    "server": {
+        "served_model_name": CPU_MODEL,
+        "gpu_memory_utilization": None,
+        "dtype": "bfloat16",
+        # The server accepts tools (so `quarry eval tools` can measure them), but SmolLM2
+        # does not call them by itself: the chat retrieves first on this profile.
+        "tool_call_parser": "hermes",
+        "enforce_eager": True,
+    },
     "retrieval": {"top_k": 3},
     "chat": {
+        "use_tools": False,
         "prompt_set": "small",
         "max_tokens": 160,
         "context_sentences": 4,
@@ -271,7 +296,7 @@ class QuarrySettings(BaseSettings):
         validate_default=True,
     )
 
-    profile: Profile | None = Field(None, description="cpu or gpu; detected when unset.")
+    profile: Profile = Field("gpu", description="cpu or gpu; detected when unset.")
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "quarry")
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "quarry")
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -282,29 +307,12 @@ class QuarrySettings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
 
-    @field_validator("profile", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _blank_profile_is_auto(cls, value: Any) -> Any:
-        return None if value in ("", "auto") else value
-
-    @model_validator(mode="after")
-    def _apply_profile(self) -> QuarrySettings:
-        if self.profile is None:
-            self.profile = detect_profile()
-        defaults = profile_defaults(self.profile, self)
-        for name, value in defaults.items():
-            if getattr(self.server, name) is None:
-                setattr(self.server, name, value)
-        if self.chat.use_tools is None:
-            # Llama-3-8B calls tools well; the small CPU model does not: it retrieves first.
-            self.chat.use_tools = self.profile == "gpu"
-        if self.profile == "cpu":
-            for section, values in SMALL_MODEL_DEFAULTS.items():
-                part = getattr(self, section)
-                for name, value in values.items():
-                    if name not in part.model_fields_set:  # what the user set wins
-                        setattr(part, name, value)
-        return self
+    def _blank_profile_is_auto(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("profile") in ("", "auto"):
+            data = {k: v for k, v in data.items() if k != "profile"}
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -334,38 +342,40 @@ def config_path() -> Path | None:
     return local if local.is_file() else None
 
 
-def profile_defaults(profile: Profile, settings: QuarrySettings) -> dict[str, Any]:
-    """Server defaults per profile; anything the user set wins over these."""
+def resolve_profile(settings: QuarrySettings, hardware: Hardware) -> QuarrySettings:
+    """The settings with the profile's defaults in every field the user did not set (what the
+    user set wins), so that every consumer reads one concrete value."""
+    fields_set = settings.model_fields_set
+    profile = settings.profile if "profile" in fields_set else hardware.profile
+    update: dict[str, Any] = {"profile": profile}
+    for section, values in profile_defaults(profile, settings, hardware).items():
+        part = getattr(settings, section)
+        unset = {k: v for k, v in values.items() if k not in part.model_fields_set}
+        if section in fields_set or unset:
+            update[section] = part.model_copy(update=unset)
+    return settings.model_copy(update=update)
+
+
+def profile_defaults(
+    profile: Profile, settings: QuarrySettings, hardware: Hardware
+) -> dict[str, dict[str, Any]]:
+    """Per section, the values a profile gives the fields the user leaves unset."""
+    model = settings.server.model
     if profile == "gpu":
-        model = settings.server.model or GPU_MODEL
+        heads = _attention_heads(model)
         return {
-            "model": model,
-            "served_model_name": "Meta-Llama-3-8B-Instruct" if model == GPU_MODEL else None,
-            "max_model_len": 8192,
-            "gpu_memory_utilization": 0.90,
-            "tensor_parallel_size": default_tensor_parallel_size(
-                visible_gpu_count(), _attention_heads(model)
-            ),
-            "dtype": "auto",
-            "enable_auto_tool_choice": True,
-            "tool_call_parser": "llama3_json",
-            "enforce_eager": False,
+            "server": {
+                "served_model_name": "Meta-Llama-3-8B-Instruct" if model == GPU_MODEL else None,
+                "tensor_parallel_size": default_tensor_parallel_size(hardware.gpus, heads),
+            }
         }
-    return {
-        "model": str(settings.models_dir / CPU_MODEL),
-        "served_model_name": CPU_MODEL,
-        "max_model_len": 8192,
-        "tensor_parallel_size": 1,
-        "dtype": "bfloat16",
-        # The server accepts tools (so `quarry eval tools` can measure them), but SmolLM2
-        # does not call them by itself: the chat retrieves first on this profile.
-        "enable_auto_tool_choice": True,
-        "tool_call_parser": "hermes",
-        "enforce_eager": True,
-        "kv_cache_space_gib": default_cpu_kv_cache_gib(),
-    }
+    cpu = {section: dict(values) for section, values in CPU_PROFILE.items()}
+    cpu["server"]["model"] = str(settings.models_dir / CPU_MODEL)
+    cpu["server"]["kv_cache_space_gib"] = default_cpu_kv_cache_gib(hardware.memory_bytes)
+    return cpu
 
 
+@cache
 def _attention_heads(model: str) -> int:
     """Attention heads from the model's config when it is on disk; Llama-3-8B's 32 otherwise."""
     config = Path(model) / "config.json"
@@ -376,11 +386,13 @@ def _attention_heads(model: str) -> int:
     return 32
 
 
-def load_settings(**overrides: Any) -> QuarrySettings:
-    """Build the settings, turning validation errors into one readable `SettingsError`.
+def load_settings(*, hardware: Hardware | None = None, **overrides: Any) -> QuarrySettings:
+    """Build the settings with the profile resolved, turning validation errors into one
+    readable `SettingsError`.
 
     `overrides` are CLI flags: top-level names, or section dicts (`server={"port": 8001}`).
     A flag left at None means "not given", at either level, so callers pass them all as is.
+    `hardware` is the machine's, probed once per process, unless given.
     """
     given: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -389,9 +401,10 @@ def load_settings(**overrides: Any) -> QuarrySettings:
         if value is not None:
             given[key] = value
     try:
-        return QuarrySettings(**given)
+        settings = QuarrySettings(**given)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
+    return resolve_profile(settings, hardware or probe_hardware())
 
 
 def format_validation_error(exc: ValidationError) -> str:

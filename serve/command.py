@@ -31,8 +31,6 @@ class VllmCommand:
 
 def build_command(settings: QuarrySettings, python: str = sys.executable) -> VllmCommand:
     s = settings.server
-    if s.model is None:  # filled by the profile; guard for type checkers and odd callers
-        raise ValueError("server.model is not set")
     argv = [python, "-m", VLLM_MODULE, "--model", s.model]
 
     def opt(flag: str, value: object) -> None:
@@ -62,7 +60,7 @@ def build_command(settings: QuarrySettings, python: str = sys.executable) -> Vll
         argv.append("--enforce-eager")
     if s.enable_auto_tool_choice:
         argv.append("--enable-auto-tool-choice")
-        opt("--tool-call-parser", s.tool_call_parser or "llama3_json")
+        opt("--tool-call-parser", s.tool_call_parser)
     argv.extend(s.extra_args)
 
     secret = {"VLLM_API_KEY": s.api_key} if s.api_key else {}

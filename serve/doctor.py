@@ -31,13 +31,13 @@ from quarry.serve.launch import default_model_dir
 from quarry.serve.model_prep import is_prepared
 from quarry.settings import GPU_MODEL, QuarrySettings
 
-Status = Literal["ok", "warn", "fail", "info"]
+CheckLevel = Literal["ok", "warn", "fail", "info"]
 
 
 @dataclass
 class Check:
     name: str
-    status: Status
+    status: CheckLevel
     detail: str
     hint: str = ""
 
@@ -49,7 +49,7 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, name: str, status: Status, detail: str, hint: str = "") -> None:
+    def add(self, name: str, status: CheckLevel, detail: str, hint: str = "") -> None:
         self.checks.append(Check(name, status, detail, hint))
 
     @property
@@ -61,7 +61,7 @@ class Report:
 
 
 def run_doctor(settings: QuarrySettings) -> Report:
-    report = Report(profile=str(settings.profile), model=str(settings.server.model))
+    report = Report(profile=str(settings.profile), model=settings.server.model)
     _check_python(report)
     torch = _check_torch(report)
     _check_vllm(report)
@@ -78,7 +78,7 @@ def run_doctor(settings: QuarrySettings) -> Report:
 def _check_python(report: Report) -> None:
     version = platform.python_version()
     report.facts["python"] = version
-    status: Status = "ok" if sys.version_info >= (3, 10) else "fail"
+    status: CheckLevel = "ok" if sys.version_info >= (3, 10) else "fail"
     report.add("Python", status, f"{version} ({sys.executable})", "Use Python 3.10 or newer.")
 
 
@@ -141,7 +141,7 @@ def _check_cpu(report: Report) -> None:
         "memory_total_gib": round(memory.total / GiB, 1),
         "memory_available_gib": round(memory.available / GiB, 1),
     }
-    status: Status = "ok" if isa != "no AVX2" else "warn"
+    status: CheckLevel = "ok" if isa != "no AVX2" else "warn"
     report.add(
         "CPU",
         status,
@@ -223,7 +223,7 @@ def _check_nvidia_smi(report: Report) -> None:
     topology = _run(["nvidia-smi", "topo", "-m"])
     report.facts["nvidia_smi"] = summary
     report.facts["nvidia_topology"] = topology
-    status: Status = "ok" if summary else "fail"
+    status: CheckLevel = "ok" if summary else "fail"
     report.add(
         "nvidia-smi",
         status,
@@ -243,7 +243,7 @@ def _check_model(
     report: Report, settings: QuarrySettings
 ) -> tuple[ModelGeometry | None, int | None, str | None]:
     """Config, tokenizer and chat template of the model to serve; its geometry for the rest."""
-    model = settings.server.model or ""
+    model = settings.server.model
     path = Path(model).expanduser()
     if path == default_model_dir(settings) and not is_prepared(path):
         report.add(
@@ -340,7 +340,7 @@ def _check_memory_and_kv(
     element = dtype_bytes(s.dtype, config_dtype)
     weights = weight_bytes or geometry.parameters() * element
     bytes_per_token = kv_bytes_per_token(geometry, element)
-    model_len = s.max_model_len or 4096
+    model_len = s.max_model_len
     report.facts["weights_gib"] = round(weights / GiB, 2)
     report.facts["kv_bytes_per_token"] = bytes_per_token
 

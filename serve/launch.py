@@ -16,9 +16,9 @@ def default_model_dir(settings: QuarrySettings) -> Path:
     return settings.models_dir / CPU_MODEL
 
 
-def resolve_model(settings: QuarrySettings) -> str:
+def prepared_chat_model(settings: QuarrySettings) -> str:
     """Make sure the model the server will load exists; prepare the offline one if needed."""
-    model = settings.server.model or ""
+    model = settings.server.model
     if Path(model) == default_model_dir(settings):
         prepare_cpu_model(Path(model))
         return model
@@ -58,7 +58,7 @@ def start_server(
     on_tick: Callable[[], None] | None = None,
 ) -> VllmServer:
     """Prepare the model, start vLLM and return once `/health` answers (or raise)."""
-    resolve_model(settings)
+    prepared_chat_model(settings)
     ensure_port_free(settings.server.host, settings.server.port)
     server = VllmServer(
         build_command(settings), settings.server.base_url, log_path or log_path_for(settings)

@@ -3,27 +3,33 @@
 The server is started through `quarry serve` itself, in a subprocess, the way a user starts
 it; the fixture waits for its "ready" line, and stops it with Ctrl-C (SIGINT) at the end,
 checking that it shut down cleanly.
+
+Two tiers: a test that loads a model, starts a process or opens a Chroma store is marked
+`heavy` (by the fixtures it uses, below, or by hand); `make test-fast` runs the others
+(`pytest -m "not heavy"`), `make test` runs everything. No test reads or writes the user's
+own cache or data folders: they point at temporary ones for the whole run.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from quarry.app.retrieval import Retriever
+from quarry.components import Components
 from quarry.eval.server_metrics import free_port
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import ingest
+from quarry.serve.process import ManagedProcess
 from quarry.settings import QuarrySettings, load_settings
 
 SERVER_START_TIMEOUT_S = 600
@@ -32,12 +38,60 @@ TEST_MAX_MODEL_LEN = 2048
 TEST_KV_CACHE_GIB = 1
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No QUARRY_* variables or quarry.toml from the developer's shell leak into a test."""
+# A test that uses one of these fixtures, directly or through another, is marked `heavy`. A new
+# fixture that loads a model, starts a process or opens a Chroma store belongs here; a test
+# that does so itself gets `@pytest.mark.heavy`.
+HEAVY_FIXTURES = {
+    "embedder",  # loads the MiniLM embedding model
+    "vllm_server",  # starts `quarry serve` (vLLM on the CPU)
+    "classifier_server",  # starts vLLM with a BERT classifier
+    "chroma_server",  # starts `chroma run`
+    "settings_factory",  # a Chroma store (embedded or server) for the ingestion tests
+    "chat_url",  # starts Streamlit, for Chromium
+    "prepared_model",  # converts the offline chat model with transformers
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("server") or uses & HEAVY_FIXTURES:
+            item.add_marker(pytest.mark.heavy)
+
+
+def _clear_quarry_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("QUARRY_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The run's own cache, data and config folders (XDG_*), never the user's ~/.cache/quarry
+    or ~/.local/share/quarry: Quarry's defaults, vLLM's and the model hub's caches follow.
+
+    The cache is shared by the whole run, so the offline chat model is prepared in it once
+    (by the doctor tests or the server fixture, whichever comes first). Set up before every
+    other session fixture, so the servers they start inherit it too.
+    """
+    root = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _clear_quarry_variables(monkeypatch)
+        for variable, folder in [
+            ("XDG_CACHE_HOME", "cache"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CONFIG_HOME", "config"),
+        ]:
+            monkeypatch.setenv(variable, str(root / folder))
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No QUARRY_* variables or quarry.toml from the developer's shell leak into a test, and
+    each test has its own default data folder."""
+    _clear_quarry_variables(monkeypatch)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.chdir(tmp_path)
 
 
@@ -65,15 +119,14 @@ def sample_settings(tmp_path_factory: pytest.TempPathFactory) -> QuarrySettings:
 def sample_retriever(sample_settings: QuarrySettings, embedder: Embedder) -> Retriever:
     report = ingest([DOCS], sample_settings, embedder=embedder)
     assert not report.failed, report
-    return Retriever.from_settings(sample_settings, SAMPLE, embedder=embedder)
+    return Components(sample_settings, embedders=[embedder]).retriever(SAMPLE)
 
 
 @dataclass
 class RunningServer:
     settings: QuarrySettings
     env: dict[str, str]
-    process: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
+    process: ManagedProcess  # `quarry serve`
 
     @property
     def base_url(self) -> str:
@@ -85,7 +138,7 @@ class RunningServer:
 
     @property
     def printed(self) -> str:
-        return "".join(self.output)
+        return self.process.log_text()
 
 
 def server_env(data_dir: Path, port: int) -> dict[str, str]:
@@ -101,86 +154,57 @@ def server_env(data_dir: Path, port: int) -> dict[str, str]:
     }
 
 
-def _ctrl_c_default() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+_SERVE_RUNS = itertools.count()
 
 
-def start_quarry_serve(
-    env: dict[str, str], *args: str
-) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
-    """Run `quarry serve`; its output lines are collected by the returned thread."""
-    process = subprocess.Popen(
+def start_quarry_serve(env: dict[str, str], *args: str) -> ManagedProcess:
+    """Run `quarry serve`; what it prints goes to a log file in its data folder."""
+    log = Path(env["QUARRY_DATA_DIR"]) / f"quarry-serve-{next(_SERVE_RUNS)}.log"
+    return ManagedProcess(
         [sys.executable, "-m", "quarry.cli", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        log,
         env=env,
-        # A shell's background job ignores Ctrl-C, and children inherit that; the Ctrl-C tests
-        # need the signal delivered as a user's terminal would.
-        preexec_fn=_ctrl_c_default,
-    )
-    output: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    return process, output, reader
+        name="quarry serve",
+        default_sigint=True,  # the Ctrl-C tests stop it as a user's terminal would
+    ).start()
 
 
-def wait_until_ready(
-    process: subprocess.Popen[str], output: list[str], reader: threading.Thread
-) -> None:
+def wait_until_ready(serve: ManagedProcess) -> None:
     """Until `quarry serve` prints its ready line; a clear failure if it exits or hangs."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not any("vLLM is ready" in line for line in output):
-        if process.poll() is not None:
-            reader.join(timeout=5)
-            pytest.fail(f"quarry serve exited with {process.returncode}:\n{''.join(output)}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"quarry serve not ready in {SERVER_START_TIMEOUT_S} s:\n{''.join(output)}")
-        time.sleep(0.5)
+    serve.wait_until(lambda: "vLLM is ready" in serve.log_text(), SERVER_START_TIMEOUT_S)
     time.sleep(0.5)  # the table after the ready line
 
 
 def stop_cleanly(
-    process: subprocess.Popen[str],
-    output: list[str],
+    process: ManagedProcess,
     port: int,
     *,
-    name: str,
     stop_signal: int = signal.SIGINT,
     timeout_s: float = 90,
 ) -> None:
     """Send `stop_signal`, then check the process exited 0 and nothing listens on its port."""
-    process.send_signal(stop_signal)
-    try:
-        code = process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    code = process.stop(timeout_s, stop_signal)
+    if code == -signal.SIGKILL:
         pytest.fail(
-            f"{name} did not stop within {timeout_s:.0f} s of {signal.Signals(stop_signal).name}"
+            f"{process.name} did not stop within {timeout_s:.0f} s of "
+            f"{signal.Signals(stop_signal).name}"
         )
-    assert code == 0, f"{name} exited with {code}:\n{''.join(output)}"
+    assert code == 0, f"{process.name} exited with {code}:\n{process.log_text()}"
     with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens on {port}"
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, f"{process.name} still listens on {port}"
 
 
-def stop_with_ctrl_c(process: subprocess.Popen[str], output: list[str], port: int) -> None:
+def stop_with_ctrl_c(serve: ManagedProcess, port: int) -> None:
     """Ctrl-C, as a user stops `quarry serve`: vLLM and its workers must be gone."""
-    stop_cleanly(process, output, port, name="quarry serve")
+    stop_cleanly(serve, port)
 
 
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = free_port()
     env = server_env(tmp_path_factory.mktemp("server-data"), port)
-    process, output, reader = start_quarry_serve(env)
-    wait_until_ready(process, output, reader)
+    serve = start_quarry_serve(env)
+    wait_until_ready(serve)
     settings = load_settings(
         profile="cpu",
         data_dir=env["QUARRY_DATA_DIR"],
@@ -190,5 +214,5 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
             "kv_cache_space_gib": TEST_KV_CACHE_GIB,
         },
     )
-    yield RunningServer(settings=settings, env=env, process=process, output=output)
-    stop_with_ctrl_c(process, output, port)
+    yield RunningServer(settings=settings, env=env, process=serve)
+    stop_with_ctrl_c(serve, port)

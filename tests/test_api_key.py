@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quarry.app.compose import build_chain
 from quarry.app.llm import server_status
+from quarry.components import Components
 from quarry.settings import QuarrySettings, load_settings
 from tests.conftest import (
     SAMPLE,
@@ -28,10 +28,10 @@ def test_the_key_is_required_and_the_chat_sends_it(
 ) -> None:
     port = free_port()
     env = {**server_env(tmp_path, port), "QUARRY_SERVER_API_KEY": KEY}
-    process, output, reader = start_quarry_serve(env)
+    serve = start_quarry_serve(env)
     try:
-        wait_until_ready(process, output, reader)
-        assert KEY not in "".join(output)  # the printed command shows a variable instead
+        wait_until_ready(serve)
+        assert KEY not in serve.log_text()  # the printed command shows a variable instead
         without = load_settings(profile="cpu", server={"port": port})
         status = server_status(without)
         assert not status.healthy and "wants an API key" in status.error
@@ -43,7 +43,7 @@ def test_the_key_is_required_and_the_chat_sends_it(
             chat={"max_tokens": 16},
         )
         assert server_status(with_key).healthy
-        *_, answer = build_chain(with_key, SAMPLE).stream("How do I stop Quarry?")
+        *_, answer = Components(with_key).chain(SAMPLE).stream("How do I stop Quarry?")
         assert answer.text  # type: ignore[union-attr]
     finally:
-        stop_with_ctrl_c(process, output, port)
+        stop_with_ctrl_c(serve, port)

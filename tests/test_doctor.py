@@ -17,7 +17,7 @@ from quarry.settings import load_settings
 
 @pytest.fixture(scope="module")
 def prepared_model() -> Path:
-    """The offline model in the user's cache, built once per machine (as `quarry serve` does)."""
+    """The offline model in the run's cache, built once per run (as `quarry serve` does)."""
     return prepare_cpu_model(default_model_dir(load_settings(profile="cpu")))
 
 

@@ -52,6 +52,7 @@ def test_implications_split_weights_over_tensor_parallel_gpus() -> None:
     assert report.implications["concurrent_users_at_8k"] == 15.0
 
 
+@pytest.mark.heavy  # real torch kernels
 def test_every_cpu_path_runs_and_says_what_it_skipped() -> None:
     report = run_bench(quick=True)
     assert report.device == "CPU"
@@ -65,6 +66,7 @@ def test_every_cpu_path_runs_and_says_what_it_skipped() -> None:
     assert any("host<->device" in s for s in report.skipped)
 
 
+@pytest.mark.heavy
 def test_doctor_bench_json_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("quarry.serve.hardware_bench.run_bench", lambda: run_bench(quick=True))
     result = CliRunner().invoke(app, ["doctor", "--profile", "cpu", "--bench", "--json"])

@@ -57,6 +57,7 @@ def test_a_folder_from_an_older_conversion_is_made_again(tmp_path: Path) -> None
         prepare_cpu_model(target, gguf=tmp_path / "absent.gguf")
 
 
+@pytest.mark.heavy  # converts the model with transformers
 def test_the_prepared_config_names_the_model_class_vllm_serves() -> None:
     """vLLM picks its model class from `architectures`; without it, it guesses."""
     from quarry.settings import load_settings

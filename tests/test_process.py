@@ -17,6 +17,7 @@ def _server(tmp_path: Path, code: str) -> VllmServer:
     return VllmServer(command, "http://127.0.0.1:9", tmp_path / "logs" / "server.log")
 
 
+@pytest.mark.heavy  # each starts a process
 def test_a_process_that_dies_reports_its_log_and_a_hint(tmp_path: Path) -> None:
     server = _server(
         tmp_path,
@@ -32,6 +33,7 @@ def test_a_process_that_dies_reports_its_log_and_a_hint(tmp_path: Path) -> None:
     assert "Hint: The port is taken" in message
 
 
+@pytest.mark.heavy
 def test_a_process_that_never_gets_healthy_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     server = _server(tmp_path, "import time; print('warming up', flush=True); time.sleep(600)")
     server.start()
@@ -42,6 +44,7 @@ def test_a_process_that_never_gets_healthy_is_stopped_at_the_timeout(tmp_path: P
     assert server.process is not None and server.process.poll() is not None
 
 
+@pytest.mark.heavy
 def test_stop_kills_what_ignores_sigterm(tmp_path: Path) -> None:
     server = _server(
         tmp_path,

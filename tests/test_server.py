@@ -108,10 +108,9 @@ def test_doctor_estimate_matches_the_servers_kv_capacity(vllm_server: RunningSer
 
 
 def test_a_taken_port_is_refused_before_vllm_starts(vllm_server: RunningServer) -> None:
-    process, output, reader = start_quarry_serve(vllm_server.env)  # the running server's port
-    code = process.wait(timeout=120)
-    reader.join(timeout=10)
-    printed = " ".join("".join(output).split())
+    serve = start_quarry_serve(vllm_server.env)  # the running server's port
+    code = serve.wait(timeout_s=120)
+    printed = " ".join(serve.log_text().split())
     assert code == 2, printed
     assert f"server.port: 127.0.0.1:{vllm_server.settings.server.port} is already in use" in printed
 
@@ -119,10 +118,9 @@ def test_a_taken_port_is_refused_before_vllm_starts(vllm_server: RunningServer) 
 def test_a_server_that_fails_shows_its_log_and_a_hint(tmp_path: Path) -> None:
     # SmolLM2 knows 8,192 positions: vLLM refuses a longer model length at start-up.
     env = server_env(tmp_path, free_port())
-    process, output, reader = start_quarry_serve(env, "--max-model-len", "100000")
-    code = process.wait(timeout=300)
-    reader.join(timeout=10)
-    printed = "".join(output)
+    serve = start_quarry_serve(env, "--max-model-len", "100000")
+    code = serve.wait(timeout_s=300)
+    printed = serve.log_text()
     assert code == 1, printed
     assert "vLLM exited with code" in printed
     assert "last lines of" in printed

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quarry.serve.launch import resolve_model
+from quarry.serve.launch import prepared_chat_model
 from quarry.settings import (
     CPU_MODEL,
     GPU_MODEL,
@@ -94,12 +94,12 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
     s = load_settings(profile="gpu", server={"model": str(tmp_path / "no-such-model")})
     with pytest.raises(SettingsError, match=r"server\.model: .*no-such-model does not exist"):
-        resolve_model(s)
+        prepared_chat_model(s)
 
 
 def test_hub_id_is_not_mistaken_for_a_path() -> None:
     s = load_settings(profile="gpu", server={"model": "meta-llama/Meta-Llama-3-8B-Instruct"})
-    assert resolve_model(s) == "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert prepared_chat_model(s) == "meta-llama/Meta-Llama-3-8B-Instruct"
 
 
 @pytest.mark.parametrize(

@@ -6,20 +6,17 @@ offline. The screenshot is kept in test-artifacts/ for a person (or CI) to look 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
 from quarry.app.retrieval import Retriever
+from quarry.serve.process import ManagedProcess
 from quarry.settings import QuarrySettings
 from tests.conftest import RunningServer, free_port, stop_cleanly
 
@@ -54,31 +51,15 @@ START_TIMEOUT_S = 120
 ANSWER_TIMEOUT_MS = 240_000
 
 
-def wait_for_page(url: str, process: subprocess.Popen[str], output: list[str]) -> None:
-    """Poll Streamlit's health endpoint, failing fast if the process dies."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{''.join(output)}")
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    pytest.fail(f"streamlit not ready in {START_TIMEOUT_S} s:\n{''.join(output)}")
-
-
 @pytest.fixture
 def chat_url(
     vllm_server: RunningServer,
     sample_settings: QuarrySettings,
     sample_retriever: Retriever,  # the sample collection is ingested
+    tmp_path: Path,
 ) -> Iterator[str]:
     port = free_port()
     env = {
-        **os.environ,
         "QUARRY_PROFILE": "cpu",
         "QUARRY_SERVER_PORT": str(vllm_server.settings.server.port),
         "QUARRY_DATA_DIR": str(sample_settings.data_dir),
@@ -92,22 +73,21 @@ def chat_url(
         "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
-    process = subprocess.Popen(  # from the root, as `make run`: .streamlit/config.toml applies
-        command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
-    reader.start()
     url = f"http://127.0.0.1:{port}"
+    streamlit = ManagedProcess(
+        command,
+        tmp_path / "streamlit.log",
+        env=env,
+        cwd=ROOT,  # from the root, as `make run`: .streamlit/config.toml applies
+        name="streamlit",
+        health_url=f"{url}/_stcore/health",
+    ).start()
+    streamlit.wait_healthy(START_TIMEOUT_S)
     try:
-        wait_for_page(url, process, output)
         yield url
     finally:
-        stop_cleanly(
-            process, output, port, name="streamlit", stop_signal=signal.SIGTERM, timeout_s=30
-        )
-        reader.join(timeout=5)
-    assert "Traceback" not in "".join(output), "".join(output)
+        stop_cleanly(streamlit, port, stop_signal=signal.SIGTERM, timeout_s=30)
+    assert "Traceback" not in streamlit.log_text(), streamlit.log_text()
 
 
 def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:

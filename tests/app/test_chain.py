@@ -10,6 +10,7 @@ from quarry.app.budget import ContextTooLongError, TokenCounter
 from quarry.app.chain import Answer, ChatChain, Status, Token, Turn, search_queries
 from quarry.app.llm import chat_model, discover_model, server_status
 from quarry.app.retrieval import Retriever
+from quarry.components import Components
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import ingest
 from quarry.settings import load_settings
@@ -149,7 +150,7 @@ def test_a_planted_document_is_flagged_and_quoted(
         profile="cpu", data_dir=tmp_path / "data", ingest={"collection": "planted"}
     )
     ingest([docs], settings, embedder=embedder)
-    retriever = Retriever.from_settings(settings, "planted", embedder=embedder)
+    retriever = Components(settings, embedders=[embedder]).retriever("planted")
     planted_chain = ChatChain(chain.llm, retriever, chain.settings, counter=chain.counter)
     _, answer = _run(planted_chain, "How long is the warranty?")
     assert answer.flagged_chunk_ids

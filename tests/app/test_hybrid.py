@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from quarry.app.retrieval import Reranker, Retriever
-from quarry.ingest.embedding import Embedder, resolve_model
-from quarry.ingest.store import StoreError
+from quarry.components import Components
+from quarry.ingest.collection import StoreError
+from quarry.ingest.embedding import Embedder, embedding_model_path
 from quarry.settings import QuarrySettings
 from tests.conftest import SAMPLE
 
@@ -19,11 +20,10 @@ IDENTIFIER = "QUARRY_SERVER_API_KEY"
 def _retriever(
     settings: QuarrySettings,
     embedder: Embedder,
-    reranker: Reranker | None = None,
     **options: object,
 ) -> Retriever:
     tuned = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update=options)})
-    return Retriever.from_settings(tuned, SAMPLE, embedder=embedder, reranker=reranker)
+    return Components(tuned, embedders=[embedder]).retriever(SAMPLE)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def small_cross_encoder(tmp_path_factory: pytest.TempPathFactory, embedder: Embe
     saved to a folder: loading it by path is what users do with their own rerankers."""
     from sentence_transformers import CrossEncoder
 
-    base = resolve_model(embedder.name)
+    base = embedding_model_path(embedder.name)
     folder = tmp_path_factory.mktemp("cross-encoder")
     CrossEncoder(base, num_labels=1).save(str(folder))
     return folder
@@ -52,7 +52,7 @@ def test_dense_only_still_works_and_abstains(
     sample_settings: QuarrySettings, embedder: Embedder
 ) -> None:
     dense = _retriever(sample_settings, embedder, hybrid_weight=0.0)
-    assert dense.keyword is None
+    assert not dense.hybrid
     passages = dense.search("How do I change the port of the model server?", 4)
     assert passages[0].source == "configuration.md"
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
@@ -71,11 +71,14 @@ def test_the_reranker_orders_the_fused_candidates_by_its_scores(
         p.chunk_id for _, p in sorted(zip(scores, candidates, strict=True), key=lambda x: -x[0])
     ]
 
-    reranked = _retriever(sample_settings, embedder, reranker, rerank_candidates=6)
+    reranked = _retriever(
+        sample_settings, embedder, reranker=str(small_cross_encoder), rerank_candidates=6
+    )
     assert [p.chunk_id for p in reranked.search(question, 6)] == expected
     assert [p.chunk_id for p in reranked.search(question, 3)] == expected[:3]
 
 
+@pytest.mark.heavy  # sentence-transformers tries to load it
 def test_a_reranker_that_cannot_load_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"cannot load the reranker .* \(retrieval\.reranker\)"):
         Reranker(str(tmp_path / "no-such-model"))

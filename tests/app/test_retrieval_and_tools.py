@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from quarry.app.retrieval import EmptyCollectionError, Retriever
-from quarry.app.tools import PassageRegistry, parse_arguments, run_tool_call, tool_schemas
+from quarry.app.tools import TOOLS, PassageRegistry, parse_arguments, run_tool_call, tool_schemas
+from quarry.components import Components
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import ingest
 from quarry.settings import QuarrySettings, load_settings
@@ -40,14 +42,18 @@ def test_a_missing_collection_says_how_to_fill_it(
     sample_settings: QuarrySettings, embedder: Embedder
 ) -> None:
     with pytest.raises(EmptyCollectionError, match="quarry ingest PATH --collection nothing-here"):
-        Retriever.from_settings(sample_settings, "nothing-here", embedder=embedder)
+        Components(sample_settings, embedders=[embedder]).retriever("nothing-here")
 
 
 def test_tool_schemas_describe_their_arguments() -> None:
-    schemas = {tool.name: tool.args for tool in tool_schemas()}
-    assert set(schemas) == {"search_documents", "read_more"}
-    assert set(schemas["search_documents"]) == {"query", "k"}
-    assert set(schemas["read_more"]) == {"passage", "radius"}
+    schemas = {tool["name"]: tool["parameters"] for tool in tool_schemas()}
+    assert set(schemas) == set(TOOLS) == {"search_documents", "read_more"}
+    assert set(schemas["search_documents"]["properties"]) == {"query", "k"}
+    assert schemas["search_documents"]["required"] == ["query"]
+    assert set(schemas["read_more"]["properties"]) == {"passage", "radius"}
+    assert schemas["read_more"]["required"] == ["passage"]
+    strict = convert_to_openai_tool(tool_schemas()[0], strict=True)["function"]
+    assert strict["strict"] and strict["parameters"]["additionalProperties"] is False
 
 
 def test_arguments_as_a_json_string_are_accepted() -> None:
@@ -89,7 +95,7 @@ def test_read_more_returns_the_surrounding_text(sample_retriever: Retriever) -> 
         ({"name": "search_documents", "args": {"k": 3}}, "query: Field required"),
         ({"name": "search_documents", "args": {"query": "x", "k": 99}}, "k: Input should be"),
         ({"name": "search_documents", "args": '"search_document_a"'}, "must be a JSON object"),
-        ({"name": "read_more", "args": {"passage": 5}}, "there is no passage [5]"),
+        ({"name": "read_more", "args": {"passage": 5}}, "passage: there is no passage [5]"),
         ({"name": "delete_everything", "args": {}}, "there is no tool 'delete_everything'"),
     ],
 )
@@ -114,7 +120,7 @@ def test_reading_more_stays_in_the_document_when_two_roots_share_a_name(
         profile="cpu", data_dir=tmp_path / "data", ingest={"collection": "two-roots"}
     )
     ingest([tmp_path / "team-a", tmp_path / "team-b"], settings, embedder=embedder)
-    retriever = Retriever.from_settings(settings, "two-roots", embedder=embedder)
+    retriever = Components(settings, embedders=[embedder]).retriever("two-roots")
     anchor = retriever.search("granite blocks", 1)[0]
     around = retriever.neighbours(anchor, radius=2)
     assert len({p.chunk_index for p in around}) == len(around)  # one document's chunks

@@ -81,7 +81,7 @@ def test_oversized_and_unsupported_uploads_are_refused_by_name(tmp_path: Path) -
     assert saved == [tmp_path / "uploads/notes/ok.md"]
     assert refused == [
         "big.pdf: larger than 1 MB",
-        "a.exe: not a supported type (md, markdown, txt, rst, html, htm, pdf, docx)",
+        "a.exe: not a supported type (md, markdown, txt, text, rst, rest, html, htm, pdf, docx)",
     ]
 
 

@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from quarry.app import render, session
 from quarry.app.citations import Citation
-from quarry.app.compose import build_chain
 from quarry.app.retrieval import Retriever
+from quarry.components import Components
 from quarry.settings import QuarrySettings
 from tests.conftest import RunningServer, free_port
 
@@ -201,7 +201,7 @@ def test_a_stopped_answer_keeps_its_text_and_is_marked(
     """Stop, like any click during a run, interrupts the script inside an `st` call with a
     BaseException; the partial answer must survive into the conversation."""
     settings = sample_settings.model_copy(update={"server": vllm_server.settings.server})
-    chain = build_chain(settings, "sample-docs", embedder=sample_retriever.embedder)
+    chain = Components(settings, embedders=[sample_retriever.embedder]).chain("sample-docs")
     conv = session.Conversation()
     seen: list[str] = []
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from quarry.app.compose import build_chain
 from quarry.app.retrieval import Retriever
 from quarry.cli import app
+from quarry.components import Components
 from quarry.eval.chat_bench import (
     ChatTurnResult,
     MetricsUnavailableError,
@@ -213,7 +213,7 @@ def test_two_turns_through_the_real_chain(
     embedder: Embedder,
 ) -> None:
     settings = vllm_server.settings.model_copy(update={"data_dir": sample_settings.data_dir})
-    chain = build_chain(settings, SAMPLE, embedder=embedder)
+    chain = Components(settings, embedders=[embedder]).chain(SAMPLE)
     questions = ["How do I change the port of the model server?", "And the chat page?"]
     results = run_chat_bench(chain, settings.server.base_url, questions)
     assert [r.turn for r in results] == [1, 2]

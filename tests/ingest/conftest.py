@@ -3,75 +3,46 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import time
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from quarry.eval.server_metrics import free_port
+from quarry.ingest.collection import Collection
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import ingest
 from quarry.ingest.report import IngestReport
-from quarry.ingest.store import Store, open_client
+from quarry.serve.process import ManagedProcess
 from quarry.settings import QuarrySettings, load_settings
 
 CHROMA_START_TIMEOUT_S = 60
 
 
-class ChromaServer:
-    """A real `chroma run` on a free port: health-polled, and stopped (terminate, then kill)."""
+class ChromaServer(ManagedProcess):
+    """A real `chroma run` on a free port, its log beside its data folder."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self.port = free_port()
-        self.log = path.parent / "chroma.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        chroma = shutil.which("chroma") or str(Path(os.sys.executable).parent / "chroma")
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [chroma, "run", "--path", str(self.path), "--port", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + CHROMA_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Chroma server exited unexpectedly:\n{self.log.read_text()}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
-                if httpx.get(url, timeout=1).is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"Chroma server failed to start in time:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+        super().__init__(
+            [chroma, "run", "--path", str(path), "--port", str(self.port)],
+            path.parent / "chroma.log",
+            name="Chroma server",
+            health_url=f"http://127.0.0.1:{self.port}/api/v2/heartbeat",
+        )
 
 
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data")
-    server.start()
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data").start()
+    server.wait_healthy(CHROMA_START_TIMEOUT_S, interval_s=0.2)
     yield server
-    server.stop()
+    server.stop(grace_s=10)
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -119,11 +90,11 @@ def run(settings: QuarrySettings, embedder: Embedder) -> Callable[..., IngestRep
 
 
 @pytest.fixture
-def store(settings: QuarrySettings) -> Store:
-    return Store(open_client(settings), settings.ingest.collection)
+def store(settings: QuarrySettings) -> Collection:
+    return Collection.open(settings, settings.ingest.collection)
 
 
-def assert_consistent(store: Store) -> None:
+def assert_consistent(store: Collection) -> None:
     """Every document is whole: its manifest names exactly the chunks stored for it."""
     records = store.documents()
     assert all(r.state == "ok" for r in records.values())

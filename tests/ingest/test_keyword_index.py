@@ -8,12 +8,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from quarry.app.retrieval import Retriever
 from quarry.cli import app
+from quarry.components import Components
+from quarry.ingest.collection import Collection, keyword_folder
 from quarry.ingest.embedding import Embedder
-from quarry.ingest.keyword_index import KeywordIndex, index_folder
+from quarry.ingest.keyword_index import KeywordIndex
 from quarry.ingest.report import IngestReport
-from quarry.ingest.store import Store
 from quarry.settings import QuarrySettings
 from tests.ingest.conftest import write_corpus
 
@@ -21,26 +21,26 @@ Run = Callable[..., IngestReport]
 
 
 def _index(settings: QuarrySettings) -> KeywordIndex:
-    index = KeywordIndex(index_folder(settings), settings.ingest.collection)
+    index = KeywordIndex(keyword_folder(settings), settings.ingest.collection)
     assert index.load(), "no keyword index on disk"
     return index
 
 
-def _sources(store: Store, index: KeywordIndex, query: str) -> set[str]:
+def _sources(store: Collection, index: KeywordIndex, query: str) -> set[str]:
     ids = [hit.chunk_id for hit in index.search(query, 10)]
     if not ids:
         return set()
     return {m["source"] for m in store.chunks_collection().get(ids=ids)["metadatas"]}
 
 
-def _in_step(store: Store, index: KeywordIndex) -> None:
+def _in_step(store: Collection, index: KeywordIndex) -> None:
     """Same generation as the collection, and exactly its chunks."""
     assert index.generation == store.generation()
     assert len(index) == store.chunks_collection().count()
 
 
 def test_ingest_builds_the_index_and_updates_rebuild_it(
-    tmp_path: Path, run: Run, store: Store, settings: QuarrySettings
+    tmp_path: Path, run: Run, store: Collection, settings: QuarrySettings
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     report = run(docs)
@@ -74,7 +74,7 @@ def test_ingest_builds_the_index_and_updates_rebuild_it(
 def test_forget_keeps_the_index_in_step(
     tmp_path: Path,
     run: Run,
-    store: Store,
+    store: Collection,
     settings: QuarrySettings,
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
@@ -98,14 +98,14 @@ def test_forget_keeps_the_index_in_step(
 
 
 def test_a_reader_follows_writes_and_repairs_a_stale_index(
-    tmp_path: Path, run: Run, store: Store, settings: QuarrySettings, embedder: Embedder
+    tmp_path: Path, run: Run, store: Collection, settings: QuarrySettings, embedder: Embedder
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)
     keyword_only = settings.model_copy(
         update={"retrieval": settings.retrieval.model_copy(update={"hybrid_weight": 1.0})}
     )
-    retriever = Retriever.from_settings(keyword_only, settings.ingest.collection, embedder)
+    retriever = Components(keyword_only, embedders=[embedder]).retriever(settings.ingest.collection)
     assert retriever.search("bowline loop", 1)[0].source == "sailing.rst"
 
     # Another writer (a teammate on the same Chroma server): the open retriever picks it up.
@@ -117,12 +117,12 @@ def test_a_reader_follows_writes_and_repairs_a_stale_index(
     # with an older generation: the next reader rebuilds it once and saves it.
     store.mark_updated()
     assert _index(settings).generation != store.generation()
-    fresh = Retriever.from_settings(keyword_only, settings.ingest.collection, embedder)
+    fresh = Components(keyword_only, embedders=[embedder]).retriever(settings.ingest.collection)
     assert fresh.search("zeppelins hydrogen", 1)[0].source == "extra.md"
     _in_step(store, _index(settings))
 
     # A missing index (deleted, or a collection older than hybrid search) is rebuilt too.
-    fresh.keyword.delete()  # type: ignore[union-attr]
-    again = Retriever.from_settings(keyword_only, settings.ingest.collection, embedder)
+    KeywordIndex(keyword_folder(settings), settings.ingest.collection).delete()
+    again = Components(keyword_only, embedders=[embedder]).retriever(settings.ingest.collection)
     assert again.search("bowline loop", 1)[0].source == "sailing.rst"
     _in_step(store, _index(settings))

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from quarry.ingest.store import Store
+from quarry.ingest.collection import Collection
 from quarry.settings import QuarrySettings
 from tests.ingest.conftest import assert_consistent, write_corpus
 
@@ -17,11 +17,11 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from quarry.ingest import store
+    from quarry.ingest.collection import Collection
     from quarry.ingest.pipeline import ingest
     from quarry.settings import load_settings
 
-    real = store.Store._finish
+    real = Collection._finish
 
     def finish_then_die(self, pending):
         # New chunks are stored, old ones not yet deleted, record not committed: die here.
@@ -29,14 +29,14 @@ CHILD = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         real(self, pending)
 
-    store.Store._finish = finish_then_die
+    Collection._finish = finish_then_die
     ingest([Path(sys.argv[1])], load_settings())
     """
 )
 
 
 def test_sigkill_mid_document_then_rerun(
-    tmp_path: Path, settings: QuarrySettings, run, store: Store
+    tmp_path: Path, settings: QuarrySettings, run, store: Collection
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)

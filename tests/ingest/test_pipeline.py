@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from quarry.ingest import store as store_module
+from quarry.ingest.collection import Collection
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import IngestUsageError, ingest
 from quarry.ingest.report import IngestReport
-from quarry.ingest.store import Store
 from tests.ingest.conftest import (
     assert_consistent,
     make_encrypted_pdf,
@@ -29,7 +29,7 @@ def _statuses(report: IngestReport) -> dict[str, tuple[str, str]]:
     return {Path(o.path).name: (o.status, o.reason) for o in report.outcomes}
 
 
-def _chunks(store: Store, **where: Any) -> list[dict[str, Any]]:
+def _chunks(store: Collection, **where: Any) -> list[dict[str, Any]]:
     got = store.chunks_collection().get(where=where or None, include=["metadatas"])
     return sorted(got["metadatas"], key=lambda m: (m["source"], m["chunk_index"]))
 
@@ -45,7 +45,7 @@ def no_encoding(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> None:
 
 
 def test_every_format_with_full_metadata(
-    tmp_path: Path, run: Run, store: Store, embedder: Embedder
+    tmp_path: Path, run: Run, store: Collection, embedder: Embedder
 ) -> None:
     report = run(write_corpus(tmp_path / "docs"))
     assert report.counts()["added"] == 6 and not report.failed
@@ -91,7 +91,7 @@ def test_every_format_with_full_metadata(
 
 
 def test_bad_inputs_are_reported_and_the_run_continues(
-    tmp_path: Path, run: Run, store: Store, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run: Run, store: Collection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -137,7 +137,7 @@ def test_bad_inputs_are_reported_and_the_run_continues(
 
 
 def test_unchanged_rerun_embeds_and_writes_nothing(
-    tmp_path: Path, run: Run, store: Store, request: pytest.FixtureRequest
+    tmp_path: Path, run: Run, store: Collection, request: pytest.FixtureRequest
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     first = run(docs)
@@ -159,12 +159,12 @@ def test_chunk_ids_are_deterministic(
         settings = settings_factory()
         settings.ingest.collection += f"-{len(ids)}"
         ingest([docs], settings, embedder=embedder)
-        client = store_module.open_client(settings)
-        ids.append(set(Store(client, settings.ingest.collection).chunks_collection().get()["ids"]))
+        collection = Collection.open(settings, settings.ingest.collection)
+        ids.append(set(collection.chunks_collection().get()["ids"]))
     assert ids[0] == ids[1] and ids[0]
 
 
-def test_changed_file_replaces_its_chunks(tmp_path: Path, run: Run, store: Store) -> None:
+def test_changed_file_replaces_its_chunks(tmp_path: Path, run: Run, store: Collection) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)
     before = {m["doc_hash"] for m in _chunks(store, source="notes.txt")}
@@ -178,7 +178,7 @@ def test_changed_file_replaces_its_chunks(tmp_path: Path, run: Run, store: Store
     assert_consistent(store)
 
 
-def test_deleted_file_goes_only_with_prune(tmp_path: Path, run: Run, store: Store) -> None:
+def test_deleted_file_goes_only_with_prune(tmp_path: Path, run: Run, store: Collection) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)
     (docs / "bees.html").unlink()
@@ -194,7 +194,7 @@ def test_deleted_file_goes_only_with_prune(tmp_path: Path, run: Run, store: Stor
 
 
 def test_moved_file_is_not_embedded_again(
-    tmp_path: Path, run: Run, store: Store, request: pytest.FixtureRequest
+    tmp_path: Path, run: Run, store: Collection, request: pytest.FixtureRequest
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)
@@ -213,7 +213,7 @@ def test_moved_file_is_not_embedded_again(
     assert_consistent(store)
 
 
-def test_dry_run_writes_nothing(tmp_path: Path, run: Run, store: Store) -> None:
+def test_dry_run_writes_nothing(tmp_path: Path, run: Run, store: Collection) -> None:
     report = run(write_corpus(tmp_path / "docs"), dry_run=True)
     assert report.counts()["added"] == 6 and report.chunks_written == 0
     assert not store.exists()
@@ -238,21 +238,21 @@ class Killed(BaseException):
 
 
 def test_interrupted_write_is_completed_or_undone_next_run(
-    tmp_path: Path, run: Run, store: Store, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run: Run, store: Collection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)
     old_notes = _chunks(store, source="notes.txt")
     (docs / "notes.txt").write_text("Notes v2: the library opens at ten.\n")
     (docs / "kitchen.md").write_text(MARKDOWN_V2)
-    real_upsert = Store.write
+    real_upsert = Collection.write
     calls = {"n": 0}
 
-    def dying_write(self: Store, record: Any, previous: Any, **kw: Any) -> None:
+    def dying_write(self: Collection, record: Any, previous: Any, **kw: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 1:  # killed with one of its new chunks written
             self._put(
-                store_module.replace(
+                replace(
                     record,
                     state="writing",
                     prev_version=previous.version,
@@ -264,15 +264,15 @@ def test_interrupted_write_is_completed_or_undone_next_run(
                 ids=record.ids()[:1],
                 embeddings=kw["embeddings"][:1],
                 documents=list(kw["texts"][:1]),
-                metadatas=list(kw["metadatas"][:1]),
+                metadatas=[c.to_metadata() for c in kw["chunks"][:1]],
             )
             raise Killed
         real_upsert(self, record, previous, **kw)
 
-    monkeypatch.setattr(Store, "write", dying_write)
+    monkeypatch.setattr(Collection, "write", dying_write)
     with pytest.raises(Killed):
         run(docs)
-    monkeypatch.setattr(Store, "write", real_upsert)
+    monkeypatch.setattr(Collection, "write", real_upsert)
     pending = [r for r in store.documents().values() if r.state == "writing"]
     assert len(pending) == 1  # the interrupted document is detectable...
     assert len(_chunks(store, source=pending[0].source)) >= pending[0].prev_chunks  # ...old whole
@@ -285,7 +285,7 @@ def test_interrupted_write_is_completed_or_undone_next_run(
 
 
 def test_ctrl_c_leaves_documents_whole(
-    tmp_path: Path, run: Run, store: Store, embedder: Embedder
+    tmp_path: Path, run: Run, store: Collection, embedder: Embedder
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
 
@@ -308,7 +308,7 @@ MARKDOWN_V2 = "# Kitchen Handbook\n\n## Whisks\n\nBalloon whisks aerate cream qu
 )
 
 
-def test_pdf_page_metadata_survives_updates(tmp_path: Path, run: Run, store: Store) -> None:
+def test_pdf_page_metadata_survives_updates(tmp_path: Path, run: Run, store: Collection) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     make_pdf(docs / "book.pdf", ["Chapter one text.", "Chapter two text.", "Chapter three."])

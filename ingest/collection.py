@@ -1,4 +1,6 @@
-"""The Chroma side: chunks in one collection, a manifest of documents in a second one.
+"""One Quarry collection, the component ingestion and retrieval both go through: its chunks
+in one Chroma collection, a manifest of the documents they come from in a second, and the
+BM25 keyword index kept beside them. Nothing outside this module touches Chroma's API.
 
 Chroma has no transactions, so each document is replaced in a fixed order that a later run
 can finish or undo (`recover`):
@@ -18,13 +20,22 @@ import contextlib
 import fcntl
 import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
+from quarry.ingest.keyword_index import KeywordHit, KeywordIndex
+from quarry.ingest.records import ChunkRecord, StoredChunk
 from quarry.settings import QuarrySettings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection as ChromaCollection
+    from chromadb.api.types import Where
 
 MANIFEST_SUFFIX = "__documents"
 SCHEMA = 1
@@ -80,7 +91,7 @@ class DocRecord:
         return chunk_ids(self.doc_id, self.prev_version, self.prev_chunks)
 
 
-def open_client(settings: QuarrySettings) -> Any:
+def open_client(settings: QuarrySettings) -> ClientAPI:
     """A Chroma client: HTTP when `chroma.host` is set, else embedded under the data folder."""
     import chromadb
     from chromadb.config import Settings as ChromaClientSettings
@@ -134,37 +145,74 @@ def writer_lock(settings: QuarrySettings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def list_collections(client: Any) -> list[dict[str, Any]]:
+def keyword_folder(settings: QuarrySettings) -> Path:
+    """Where keyword indexes live: inside the embedded store, or per Chroma server."""
+    chroma = settings.chroma
+    if chroma.host:
+        return settings.data_dir / "keyword" / f"{chroma.host}_{chroma.port}"
+    return embedded_path(settings) / "keyword"
+
+
+@dataclass(frozen=True)
+class CollectionSummary:
+    name: str
+    documents: int
+    chunks: int
+    embedding_model: str
+    updated_at: str
+
+
+def list_collections(client: ClientAPI) -> list[CollectionSummary]:
     """Quarry's collections with document and chunk counts, model and last update."""
     names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
     rows = []
     for name in names:
         if name.endswith(MANIFEST_SUFFIX) or name + MANIFEST_SUFFIX not in names:
             continue
-        store = Store(client, name)
-        meta = store.chunks_collection().metadata or {}
-        manifest = store.manifest_collection()
+        collection = Collection(client, name)
+        chunks = collection.chunks_collection()
+        manifest = collection.manifest_collection()
         rows.append(
-            {
-                "name": name,
-                "documents": manifest.count(),
-                "chunks": store.chunks_collection().count(),
-                "embedding_model": meta.get("embedding_model", "?"),
-                "updated_at": (manifest.metadata or {}).get("updated_at", ""),
-            }
+            CollectionSummary(
+                name=name,
+                documents=manifest.count(),
+                chunks=chunks.count(),
+                embedding_model=str((chunks.metadata or {}).get("embedding_model", "?")),
+                updated_at=str((manifest.metadata or {}).get("updated_at", "")),
+            )
         )
     return rows
 
 
-class Store:
-    """One Quarry collection: chunks plus the manifest of the documents they come from."""
+class Collection:
+    """One Quarry collection: chunks, the manifest of the documents they come from, and the
+    keyword index over the chunks."""
 
-    def __init__(self, client: Any, name: str, *, batch: int = 1000) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        name: str,
+        *,
+        keyword_folder: Path | None = None,
+        batch: int = 1000,
+    ) -> None:
         self.client = client
         self.name = name
         self.batch = max(1, min(batch, int(client.get_max_batch_size())))
-        self._chunks: Any = None
-        self._manifest: Any = None
+        self.keyword = KeywordIndex(keyword_folder, name) if keyword_folder else None
+        self._chunks: ChromaCollection | None = None
+        self._manifest: ChromaCollection | None = None
+
+    @classmethod
+    def open(
+        cls, settings: QuarrySettings, name: str, client: ClientAPI | None = None
+    ) -> Collection:
+        return cls(
+            client or open_client(settings),
+            name,
+            keyword_folder=keyword_folder(settings),
+            batch=settings.chroma.write_batch_size,
+        )
 
     # -- collections -------------------------------------------------------------------
 
@@ -176,12 +224,12 @@ class Store:
             return False
         return True
 
-    def chunks_collection(self) -> Any:
+    def chunks_collection(self) -> ChromaCollection:
         if self._chunks is None:
             self._chunks = self.client.get_collection(self.name, embedding_function=None)
         return self._chunks
 
-    def manifest_collection(self) -> Any:
+    def manifest_collection(self) -> ChromaCollection:
         if self._manifest is None:
             self._manifest = self.client.get_collection(
                 self.name + MANIFEST_SUFFIX, embedding_function=None
@@ -226,6 +274,8 @@ class Store:
             with contextlib.suppress(Exception):
                 self.client.delete_collection(name)
         self._chunks = self._manifest = None
+        if self.keyword is not None:
+            self.keyword.delete()
 
     def mark_updated(self) -> None:
         """Record a change: a new time and a new generation, which outdates keyword indexes.
@@ -242,6 +292,94 @@ class Store:
         manifest = self.client.get_collection(self.name + MANIFEST_SUFFIX, embedding_function=None)
         return str((manifest.metadata or {}).get("generation", ""))
 
+    # -- reading chunks ----------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self.chunks_collection().count())
+
+    def nearest(self, vector: Sequence[float], n: int) -> list[tuple[StoredChunk, float]]:
+        """The `n` chunks closest to `vector`, with their cosine similarity, best first."""
+        found = self.chunks_collection().query(
+            query_embeddings=np.asarray([vector], dtype=np.float32),
+            n_results=n,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids, texts = found["ids"][0], (found["documents"] or [[]])[0]
+        metas, distances = (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0]
+        return [
+            (StoredChunk(cid, text, ChunkRecord.from_metadata(meta)), 1.0 - float(distance))
+            for cid, text, meta, distance in zip(ids, texts, metas, distances, strict=True)
+        ]
+
+    def get(self, ids: Sequence[str], *, vectors: bool = False) -> list[StoredChunk]:
+        """The chunks with these ids that exist, in no particular order."""
+        if not ids:
+            return []
+        include: list[Any] = ["documents", "metadatas", "embeddings"] if vectors else [
+            "documents", "metadatas"
+        ]  # fmt: skip
+        return _chunks(self.chunks_collection().get(ids=list(ids), include=include))
+
+    def document_chunks(self, doc_id: str, low: int, high: int) -> list[StoredChunk]:
+        """Chunks `low`..`high` of one document, in document order."""
+        where = {
+            "$and": [
+                {"doc_id": doc_id},
+                {"chunk_index": {"$gte": low}},
+                {"chunk_index": {"$lte": high}},
+            ]
+        }
+        found = self.chunks_collection().get(
+            where=cast("Where", where), include=["documents", "metadatas"]
+        )
+        return sorted(_chunks(found), key=lambda c: c.record.chunk_index)
+
+    def pages(self, size: int = 5000) -> Iterator[list[StoredChunk]]:
+        """Every chunk, a page at a time (for the keyword index and benchmarks)."""
+        offset = 0
+        while True:
+            got = self.chunks_collection().get(
+                include=["documents", "metadatas"], limit=size, offset=offset
+            )
+            page = _chunks(got)
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            offset += size
+
+    def sample_text(self, chars: int = 200) -> str:
+        """Some words the collection holds (to warm searches up with)."""
+        got = self.chunks_collection().get(limit=1, include=["documents"])
+        return (got["documents"] or ["warm up"])[0][:chars]
+
+    # -- keyword index -----------------------------------------------------------------
+
+    def keyword_search(self, query: str, k: int) -> list[KeywordHit]:
+        """BM25 hits; the index is reloaded or rebuilt once when the collection changed since
+        it was loaded (a teammate's ingest, or a crash mid-run)."""
+        index = self._keyword_index()
+        current = self.generation()
+        if index.generation != current and (
+            index.stored_generation() != current or not index.load()
+        ):
+            index.rebuild(current, self.pages())
+        return index.search(query, k)
+
+    def sync_keyword_index(self) -> int | None:
+        """Rebuild the index on disk when the collection changed since it was built; returns
+        the chunks indexed, or None when it was up to date."""
+        index = self._keyword_index()
+        current = self.generation()
+        if index.stored_generation() == current:
+            return None
+        return index.rebuild(current, self.pages())
+
+    def _keyword_index(self) -> KeywordIndex:
+        if self.keyword is None:
+            raise StoreError(f"collection {self.name!r} was opened without its keyword index")
+        return self.keyword
+
     # -- manifest ----------------------------------------------------------------------
 
     def documents(self) -> dict[str, DocRecord]:
@@ -252,8 +390,8 @@ class Store:
         offset, page = 0, 5000
         while True:
             got = manifest.get(include=["metadatas"], limit=page, offset=offset)
-            for meta in got["metadatas"]:
-                record = DocRecord(**{k: v for k, v in meta.items() if k in _FIELDS})
+            for meta in got["metadatas"] or []:
+                record = _doc_record(meta)
                 records[record.doc_id] = record
             if len(got["ids"]) < page:
                 return records
@@ -262,7 +400,7 @@ class Store:
     def _put(self, record: DocRecord) -> None:
         self.manifest_collection().upsert(
             ids=[record.doc_id],
-            embeddings=[[0.0]],
+            embeddings=np.zeros((1, 1), dtype=np.float32),
             documents=[record.source],
             metadatas=[asdict(record)],
         )
@@ -280,7 +418,7 @@ class Store:
         *,
         texts: Sequence[str],
         embeddings: Sequence[Sequence[float]],
-        metadatas: Sequence[dict[str, Any]],
+        chunks: Sequence[ChunkRecord],
     ) -> None:
         """Replace `previous` (if any) by `record` and its chunks, in the recoverable order."""
         pending = replace(
@@ -293,14 +431,14 @@ class Store:
         )
         self._put(pending)
         ids = record.ids()
-        chunks = self.chunks_collection()
+        stored = self.chunks_collection()
         for start in range(0, len(ids), self.batch):
             end = start + self.batch
-            chunks.upsert(
+            stored.upsert(
                 ids=ids[start:end],
-                embeddings=[list(e) for e in embeddings[start:end]],
+                embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
                 documents=list(texts[start:end]),
-                metadatas=list(metadatas[start:end]),
+                metadatas=[c.to_metadata() for c in chunks[start:end]],
             )
         self._finish(pending)
 
@@ -318,17 +456,13 @@ class Store:
         self._put(pending)
         self._finish(pending)
 
-    def read_chunks(self, record: DocRecord) -> dict[str, Any]:
-        """Texts, vectors and metadata of a stored document, in chunk order (for moves)."""
-        got = self.chunks_collection().get(
-            ids=record.ids(), include=["documents", "embeddings", "metadatas"]
-        )
-        order = {cid: i for i, cid in enumerate(got["ids"])}
-        ranked = [order[cid] for cid in record.ids() if cid in order]
-        if len(ranked) != record.chunks:
+    def read_chunks(self, record: DocRecord) -> list[StoredChunk]:
+        """A stored document's chunks with their vectors, in chunk order (for moves)."""
+        found = {c.id: c for c in self.get(record.ids(), vectors=True)}
+        ordered = [found[cid] for cid in record.ids() if cid in found]
+        if len(ordered) != record.chunks:
             raise StoreError(f"stored chunks of {record.source} are incomplete")
-        keys = ("documents", "embeddings", "metadatas")
-        return {key: [got[key][i] for i in ranked] for key in keys}
+        return ordered
 
     def _present(self, ids: list[str]) -> set[str]:
         return set(self.chunks_collection().get(ids=ids, include=[])["ids"]) if ids else set()
@@ -355,8 +489,8 @@ class Store:
             return []
         pending = self.manifest_collection().get(where={"state": "writing"}, include=["metadatas"])
         done: list[tuple[str, str]] = []
-        for meta in pending["metadatas"]:
-            record = DocRecord(**{k: v for k, v in meta.items() if k in _FIELDS})
+        for meta in pending["metadatas"] or []:
+            record = _doc_record(meta)
             present = self._present(record.ids())
             if len(present) == record.chunks:
                 self._finish(record)
@@ -388,3 +522,24 @@ class Store:
 
 
 _FIELDS = set(DocRecord.__dataclass_fields__)
+
+
+def _doc_record(meta: Mapping[str, Any]) -> DocRecord:
+    return DocRecord(**{k: v for k, v in meta.items() if k in _FIELDS})
+
+
+def _chunks(got: Mapping[str, Any]) -> list[StoredChunk]:
+    """Chroma's parallel lists as chunks."""
+    ids = got["ids"]
+    texts = got.get("documents") or [""] * len(ids)
+    metas = got.get("metadatas") or [{}] * len(ids)
+    vectors = got.get("embeddings")
+    return [
+        StoredChunk(
+            cid,
+            texts[i],
+            ChunkRecord.from_metadata(metas[i] or {}),
+            None if vectors is None else tuple(float(x) for x in vectors[i]),
+        )
+        for i, cid in enumerate(ids)
+    ]
