@@ -71,7 +71,7 @@ with st.sidebar:
         bar = st.progress(0.0, text="Reading the files...")
 
         def progress(p: Progress) -> None:
-            done = f"{p.files_done} of {p.files_total} files, {p.chunks_written} chunks"
+            done = f"{p.files_done} of {p.files_total} files, {p.chunks_embedded} chunks embedded"
             bar.progress(p.files_done / max(p.files_total, 1), text=done)
 
         parts = session.components(base).with_settings(settings)

