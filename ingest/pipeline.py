@@ -18,6 +18,7 @@ import numpy as np
 from quarry.ingest.collection import (
     Collection,
     DocRecord,
+    DocumentWrite,
     ModelMismatchError,
     document_id,
     writer_lock,
@@ -45,6 +46,9 @@ ProgressCallback = Callable[["Progress"], None]
 
 
 _T = TypeVar("_T")
+# Embedding batches per group: large enough to sort by length and pad little, and to write
+# with few Chroma calls; small enough to show progress and lose little to an interrupt.
+GROUP_BATCHES = 32
 _Group = list[tuple["_Work", LoadedDocument, list[Chunk]]]
 
 
@@ -234,7 +238,17 @@ class _Run:
         return _Work(file, doc_id, doc_hash, stat, previous)
 
     def _version(self, doc_hash: str) -> str:
-        return version_of(doc_hash, self.splitter.fingerprint)
+        """New content, new sizes or another embedded text give new chunk ids."""
+        headings = "/headings" if self.settings.ingest.embed_headings else ""
+        return version_of(doc_hash, self.splitter.fingerprint + headings)
+
+    def _embedded_text(self, document: LoadedDocument, chunk: Chunk) -> str:
+        """What the embedding model reads of a chunk: with `embed_headings`, where it is."""
+        if not self.settings.ingest.embed_headings:
+            return chunk.text
+        path = chunk.heading_path
+        title = "" if path and path[0] == document.title else document.title  # an H1 is both
+        return "\n".join(p for p in (title, " > ".join(path), chunk.text) if p)
 
     def _unchanged(self, item: _Work) -> None:
         previous = item.previous
@@ -291,7 +305,7 @@ class _Run:
             embedding: tuple[_Group, Future[np.ndarray]] | None = None
             try:
                 for group in self._groups(fresh):
-                    texts = [chunk.text for _, _, chunks in group for chunk in chunks]
+                    texts = [self._embedded_text(d, c) for _, d, chunks in group for c in chunks]
                     previous, embedding = embedding, (group, worker.submit(self._embed, texts))
                     if previous is not None:
                         self._store(previous[0], self._wait(previous[1]))
@@ -302,10 +316,9 @@ class _Run:
                 raise
 
     def _groups(self, fresh: list[_Work]) -> Iterator[_Group]:
-        """Loaded files in groups of about `batch_size * 32` chunks: large enough to sort by
-        length and pad little, small enough to show progress and lose little to an interrupt."""
+        """Loaded files in groups of about `batch_size * GROUP_BATCHES` chunks."""
         group: _Group = []
-        size = self.embedder.batch_size * 32
+        size = self.embedder.batch_size * GROUP_BATCHES
         for item in fresh:
             loaded = self._load(item)
             if loaded is not None:
@@ -344,19 +357,23 @@ class _Run:
                 self._progress()
 
     def _store(self, group: _Group, vectors: np.ndarray) -> None:
+        """Write a group's documents together (few Chroma calls), then report each."""
         self.store.ensure(self.embedder.name, self.embedder.dimension, self.embedder.backend)
-        start = 0
+        writes, start = [], 0
         for item, document, chunks in group:
-            own = vectors[start : start + len(chunks)]
-            start += len(chunks)
             record = self._record(item, document.title, len(chunks))
-            self.store.write(
-                record,
-                item.previous,
-                texts=[c.text for c in chunks],
-                embeddings=own,
-                chunks=[self._chunk_record(record, item, document, c) for c in chunks],
+            writes.append(
+                DocumentWrite(
+                    record,
+                    item.previous,
+                    texts=[c.text for c in chunks],
+                    embeddings=vectors[start : start + len(chunks)],
+                    chunks=[self._chunk_record(record, item, document, c) for c in chunks],
+                )
             )
+            start += len(chunks)
+        self.store.write_many(writes)
+        for item, document, chunks in group:
             self._stored(item, len(chunks), "; ".join(document.notes))
 
     def _load(self, item: _Work) -> tuple[LoadedDocument, list[Chunk]] | None:

@@ -62,7 +62,10 @@ class Components:
         from quarry.ingest.embedding import Embedder
 
         conf = self.settings.embedding
-        key = (model or conf.model, backend or conf.backend)
+        backend = backend or conf.backend
+        if backend == "remote" and not conf.endpoint:
+            backend = "torch"  # a collection embedded remotely, asked here: the same model
+        key = (model or conf.model, backend)
         if key not in self._embedders:
             chosen = conf.model_copy(update={"model": key[0], "backend": key[1]})
             self._embedders[key] = Embedder.from_settings(chosen, self.settings.cache_dir)

@@ -10,7 +10,6 @@ detected unless set).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -76,15 +75,24 @@ def probe_hardware() -> Hardware:
     """The machine, probed once per process (nvidia-smi takes a while, and the chat page loads
     its settings again on every click)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory, native_bf16=_native_bf16())
+    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory, native_bf16=native_bf16())
 
 
-def _native_bf16() -> bool:
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (avx2, avx512f, amx_bf16, ...), empty where unknown."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
     except OSError:
-        return False
-    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """The CPU multiplies bf16 in hardware (Intel AMX or AVX512-BF16)."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def default_tensor_parallel_size(gpus: int, attention_heads: int) -> int:
@@ -163,9 +171,10 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 # How the embedding model runs: sentence-transformers in float32 (`torch`) or bfloat16
-# (`bf16`, fast where the CPU computes bf16 natively: AMX, AVX512-BF16), or an exported graph
-# on ONNX Runtime (`onnx`, `onnx-int8`). Measured side by side by `quarry bench ingest`.
-EmbeddingBackend = Literal["torch", "bf16", "onnx", "onnx-int8"]
+# (`bf16`, fast where the CPU computes bf16 natively: AMX, AVX512-BF16), an exported graph
+# on ONNX Runtime (`onnx`, `onnx-int8`), or another server's /v1/embeddings (`remote`).
+# Measured side by side by `quarry bench ingest`.
+EmbeddingBackend = Literal["torch", "bf16", "onnx", "onnx-int8", "remote"]
 
 
 class EmbeddingSettings(Section):
@@ -179,6 +188,21 @@ class EmbeddingSettings(Section):
     )
     batch_size: int = Field(64, ge=1)
     device: str | None = Field(None, description="cpu, cuda, mps; detected when unset.")
+    endpoint: str | None = Field(
+        None,
+        description="OpenAI-compatible server (vLLM's pooling runner, replicas behind a load "
+        "balancer) that embeds instead of this machine; sets backend = remote.",
+    )
+    api_key: str | None = Field(None, description="The endpoint's API key, if it needs one.")
+    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight to the endpoint.")
+
+    @model_validator(mode="after")
+    def _remote_needs_endpoint(self) -> EmbeddingSettings:
+        if self.endpoint and "backend" not in self.model_fields_set:
+            self.backend = "remote"
+        if self.backend == "remote" and not self.endpoint:
+            raise ValueError("backend remote needs embedding.endpoint (QUARRY_EMBEDDING_ENDPOINT)")
+        return self
 
 
 class IngestSettings(Section):
@@ -187,6 +211,11 @@ class IngestSettings(Section):
     collection: str = Field("quarry", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
     chunk_size: int = Field(200, ge=16, description="Tokens per chunk, within the model's limit.")
     chunk_overlap: int = Field(0, ge=0, description="Tokens shared by neighbouring chunks.")
+    embed_headings: bool = Field(
+        False,
+        description="Embed each chunk with its document title and heading path in front (the "
+        "passage the model reads is unchanged).",
+    )
     include: list[str] = Field(
         default_factory=list, description="Globs to ingest; empty means every supported format."
     )
@@ -383,7 +412,11 @@ def profile_defaults(
     """Per section, the values a profile gives the fields the user leaves unset."""
     model = settings.server.model
     embedding: dict[str, Any] = {}
-    if hardware.native_bf16 and settings.embedding.device in (None, "cpu"):
+    if (
+        hardware.native_bf16
+        and settings.embedding.device in (None, "cpu")
+        and not (settings.embedding.endpoint)
+    ):
         embedding["backend"] = "bf16"  # 2.9x float32, cosine >= 0.99 (docs/decisions.md)
     if profile == "gpu":
         heads = _attention_heads(model)

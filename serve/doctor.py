@@ -29,7 +29,7 @@ from quarry.serve.capacity import (
 )
 from quarry.serve.launch import default_model_dir
 from quarry.serve.model_prep import is_prepared
-from quarry.settings import GPU_MODEL, QuarrySettings
+from quarry.settings import GPU_MODEL, QuarrySettings, cpu_flags, native_bf16
 
 CheckLevel = Literal["ok", "warn", "fail", "info"]
 
@@ -132,8 +132,10 @@ def _check_cpu(report: Report) -> None:
 
     memory = psutil.virtual_memory()
     cores = len(os.sched_getaffinity(0))
-    flags = _cpu_flags()
+    flags = cpu_flags()
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    if native_bf16():
+        isa += " with bf16"  # the bf16 embedding backend's default
     report.facts["cpu"] = {
         "model": _cpu_model(),
         "cores": cores,
@@ -149,16 +151,6 @@ def _check_cpu(report: Report) -> None:
         f"{memory.available / GiB:.1f} of {memory.total / GiB:.1f} GiB RAM free",
         "vLLM's CPU backend needs AVX2 at least (AVX-512 is faster).",
     )
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _cpu_model() -> str:

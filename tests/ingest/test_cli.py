@@ -26,13 +26,15 @@ def app(
     monkeypatch.setenv("QUARRY_INGEST_COLLECTION", settings.ingest.collection)
     monkeypatch.setenv("QUARRY_INGEST_CHUNK_SIZE", "64")
     monkeypatch.setenv("QUARRY_INGEST_CHUNK_OVERLAP", "8")
+    monkeypatch.setenv("QUARRY_EMBEDDING_BACKEND", embedder.backend)
     if settings.chroma.host:
         monkeypatch.setenv("QUARRY_CHROMA_HOST", settings.chroma.host)
         monkeypatch.setenv("QUARRY_CHROMA_PORT", str(settings.chroma.port))
     real = pipeline.Embedder.from_settings
 
     def shared(conf: Any, cache_dir: Any = None) -> Embedder:
-        return embedder if conf.model == embedder.name else real(conf, cache_dir)
+        same = (conf.model, conf.backend) == (embedder.name, embedder.backend)
+        return embedder if same else real(conf, cache_dir)
 
     monkeypatch.setattr(pipeline.Embedder, "from_settings", shared)
     return quarry_app
@@ -104,18 +106,3 @@ def test_dry_run_and_exclude(app: typer.Typer, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "Dry run" in result.output and "4 added" in result.output
-
-
-def test_bench_prints_every_figure(app: typer.Typer, tmp_path: Path) -> None:
-    docs = write_corpus(tmp_path / "docs")
-    result = runner.invoke(app, ["bench", "ingest", str(docs), "--limit", "3"], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    for label in (
-        "Files",
-        "Chunks",
-        "Pipeline chunks/s",
-        "Bare encode chunks/s",
-        "Pipeline / bare ratio",
-        "Re-run / first run",
-    ):
-        assert label in result.output

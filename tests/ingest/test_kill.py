@@ -23,11 +23,11 @@ CHILD = textwrap.dedent(
 
     real = Collection._finish
 
-    def finish_then_die(self, pending):
-        # New chunks are stored, old ones not yet deleted, record not committed: die here.
-        if pending.source == sys.argv[2]:
+    def finish_then_die(self, *pending):
+        # New chunks are stored, old ones not yet deleted, records not committed: die here.
+        if any(p.source == sys.argv[2] for p in pending):
             os.kill(os.getpid(), signal.SIGKILL)
-        real(self, pending)
+        real(self, *pending)
 
     Collection._finish = finish_then_die
     ingest([Path(sys.argv[1])], load_settings())

@@ -9,9 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from quarry.ingest.collection import Collection
+from quarry.ingest import pipeline
+from quarry.ingest.collection import Collection, DocumentWrite
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import IngestUsageError, ingest
 from quarry.ingest.report import IngestReport
@@ -245,39 +247,45 @@ def test_interrupted_write_is_completed_or_undone_next_run(
     old_notes = _chunks(store, source="notes.txt")
     (docs / "notes.txt").write_text("Notes v2: the library opens at ten.\n")
     (docs / "kitchen.md").write_text(MARKDOWN_V2)
-    real_upsert = Collection.write
-    calls = {"n": 0}
+    real_write = Collection.write_many
 
-    def dying_write(self: Collection, record: Any, previous: Any, **kw: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:  # killed with one of its new chunks written
-            self._put(
+    def dying_write(self: Collection, writes: list[DocumentWrite]) -> None:
+        """Killed as the real one could be: every document marked, one new chunk stored."""
+        self._put(
+            *(
                 replace(
-                    record,
+                    w.record,
                     state="writing",
-                    prev_version=previous.version,
-                    prev_chunks=previous.chunks,
-                    prev_hash=previous.doc_hash,
+                    prev_version=w.previous.version,
+                    prev_chunks=w.previous.chunks,
+                    prev_hash=w.previous.doc_hash,
                 )
+                for w in writes
+                if w.previous
             )
-            self.chunks_collection().upsert(
-                ids=record.ids()[:1],
-                embeddings=kw["embeddings"][:1],
-                documents=list(kw["texts"][:1]),
-                metadatas=[c.to_metadata() for c in kw["chunks"][:1]],
-            )
-            raise Killed
-        real_upsert(self, record, previous, **kw)
+        )
+        first = writes[0]
+        self.chunks_collection().upsert(
+            ids=first.record.ids()[:1],
+            embeddings=np.asarray(first.embeddings[:1], dtype=np.float32),
+            documents=list(first.texts[:1]),
+            metadatas=[c.to_metadata() for c in first.chunks[:1]],
+        )
+        raise Killed
 
-    monkeypatch.setattr(Collection, "write", dying_write)
+    monkeypatch.setattr(Collection, "write_many", dying_write)
     with pytest.raises(Killed):
         run(docs)
-    monkeypatch.setattr(Collection, "write", real_upsert)
+    monkeypatch.setattr(Collection, "write_many", real_write)
     pending = [r for r in store.documents().values() if r.state == "writing"]
-    assert len(pending) == 1  # the interrupted document is detectable...
-    assert len(_chunks(store, source=pending[0].source)) >= pending[0].prev_chunks  # ...old whole
+    assert sorted(r.source for r in pending) == ["kitchen.md", "notes.txt"]  # detectable...
+    for record in pending:  # ...and each old version whole
+        assert len(_chunks(store, source=record.source)) >= record.prev_chunks
     report = run(docs)
-    assert report.recovered == [("kitchen.md", "interrupted write rolled back to the old version")]
+    assert sorted(report.recovered) == [
+        ("kitchen.md", "interrupted write rolled back to the old version"),
+        ("notes.txt", "interrupted write rolled back to the old version"),
+    ]
     assert_consistent(store)
     assert _chunks(store, source="notes.txt") != old_notes
     texts = " ".join(store.chunks_collection().get(include=["documents"])["documents"])
@@ -285,9 +293,10 @@ def test_interrupted_write_is_completed_or_undone_next_run(
 
 
 def test_ctrl_c_leaves_documents_whole(
-    tmp_path: Path, run: Run, store: Collection, embedder: Embedder
+    tmp_path: Path, run: Run, store: Collection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
+    monkeypatch.setattr(pipeline, "GROUP_BATCHES", 0)  # a group per file: several groups
 
     def interrupt(progress: Any) -> None:
         if progress.chunks_written:
