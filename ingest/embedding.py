@@ -3,8 +3,10 @@ loads it), texts are encoded in batches and vectors are L2-normalized for cosine
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -72,6 +74,9 @@ class Embedder:
         self.backend = backend
         self.cache_dir = cache_dir
         self.remote = remote
+        # One encode at a time: the page's sessions share this model, and a tokenizer's
+        # padding state is not safe across threads.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings, cache_dir: Path | None = None) -> Embedder:
@@ -120,7 +125,7 @@ class Embedder:
             graph = prepared_graph(path, folder, int8=self.backend == "onnx-int8")
         except OnnxExportError as exc:
             raise EmbeddingModelError(f"embedding.backend {self.backend}: {exc}") from None
-        return OnnxEncoder(graph, self.tokenizer, self.max_tokens + 2)
+        return OnnxEncoder(graph, self._new_tokenizer(), self.max_tokens + 2)
 
     @property
     def loaded(self) -> bool:
@@ -128,9 +133,12 @@ class Embedder:
 
     @cached_property
     def tokenizer(self) -> Any:
-        """The model's tokenizer, without loading the weights (cheap for dry runs)."""
-        if "model" in self.__dict__:
-            return self.model.tokenizer
+        """A tokenizer of the model for splitting, without loading the weights (cheap for
+        dry runs). Its own instance: a fast tokenizer keeps its padding and truncation
+        state per call, so the splitter must not share one with encoding on another thread."""
+        return self._new_tokenizer()
+
+    def _new_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
         path = embedding_model_path(self.name)
@@ -139,7 +147,7 @@ class Embedder:
                 return AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError):
             pass
-        return self.model.tokenizer
+        return copy.deepcopy(self.model.tokenizer)
 
     @cached_property
     def max_tokens(self) -> int:
@@ -161,6 +169,10 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
+        with self._lock:
+            return self._encode_unlocked(texts)
+
+    def _encode_unlocked(self, texts: list[str]) -> np.ndarray:
         small = len(texts) <= SMALL_BATCH
         if self.remote is not None:
             return self.remote.encode(texts, self.batch_size)

@@ -166,6 +166,28 @@ def test_chunk_ids_are_deterministic(
     assert ids[0] == ids[1] and ids[0]
 
 
+def test_embedding_headings_reembeds_and_keeps_the_passages(
+    tmp_path: Path, run: Run, store: Collection, settings_factory: Callable[..., Any]
+) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    run(docs)
+    plain = store.chunks_collection().get(include=["documents", "embeddings", "metadatas"])
+    report = run(docs, settings=settings_factory(embed_headings=True))
+    assert report.counts()["updated"] == 6  # another embedded text: new chunk versions
+    placed = store.chunks_collection().get(include=["documents", "embeddings", "metadatas"])
+    assert sorted(placed["documents"]) == sorted(plain["documents"])  # what the model reads
+    by_text = {
+        t: np.asarray(v) for t, v in zip(plain["documents"], plain["embeddings"], strict=True)
+    }
+    headed = [
+        t for t, v, m in zip(placed["documents"], placed["embeddings"], placed["metadatas"],
+                             strict=True)
+        if m["heading_path"] and not np.allclose(v, by_text[t], atol=1e-6)
+    ]  # fmt: skip
+    assert headed  # chunks under a heading were embedded with it
+    assert_consistent(store)
+
+
 def test_changed_file_replaces_its_chunks(tmp_path: Path, run: Run, store: Collection) -> None:
     docs = write_corpus(tmp_path / "docs")
     run(docs)
