@@ -35,7 +35,7 @@ from quarry.settings import EmbeddingBackend, QuarrySettings
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection as ChromaCollection
-    from chromadb.api.types import Where
+    from chromadb.api.types import Include, Where
 
 MANIFEST_SUFFIX = "__documents"
 SCHEMA = 1
@@ -325,7 +325,7 @@ class Collection:
         """The chunks with these ids that exist, in no particular order."""
         if not ids:
             return []
-        include: list[Any] = ["documents", "metadatas", "embeddings"] if vectors else [
+        include: Include = ["documents", "metadatas", "embeddings"] if vectors else [
             "documents", "metadatas"
         ]  # fmt: skip
         return _chunks(self.chunks_collection().get(ids=list(ids), include=include))
@@ -346,7 +346,9 @@ class Collection:
 
     def pages(self, size: int = 5000, *, vectors: bool = False) -> Iterator[list[StoredChunk]]:
         """Every chunk, a page at a time (for the keyword index and benchmarks)."""
-        include: list[Any] = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
+        include: Include = ["documents", "metadatas", "embeddings"] if vectors else [
+            "documents", "metadatas"
+        ]  # fmt: skip
         offset = 0
         while True:
             got = self.chunks_collection().get(include=include, limit=size, offset=offset)

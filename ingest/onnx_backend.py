@@ -16,9 +16,13 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+    from transformers import PreTrainedTokenizerBase
 
 # Where a model's exported graphs live: <cache>/embeddings/<model>/{model,model-int8}.onnx
 FORMAT = 1
@@ -49,13 +53,13 @@ def prepared_graph(model_path: str, folder: Path, *, int8: bool) -> Path:
 class OnnxEncoder:
     """Mean-pooled, normalised sentence vectors from an exported graph."""
 
-    def __init__(self, graph: Path, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, graph: Path, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
         self.graph = graph
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self._sessions: dict[int, Any] = {}
+        self._sessions: dict[int, InferenceSession] = {}
 
-    def _session(self, threads: int) -> Any:
+    def _session(self, threads: int) -> InferenceSession:
         """One session per thread count: a query is embedded on one thread beside vLLM,
         a batch of chunks on all of them."""
         if threads not in self._sessions:

@@ -411,7 +411,7 @@ def profile_defaults(
 ) -> dict[str, dict[str, Any]]:
     """Per section, the values a profile gives the fields the user leaves unset."""
     model = settings.server.model
-    embedding: dict[str, Any] = {}
+    embedding: dict[str, EmbeddingBackend] = {}
     if (
         hardware.native_bf16
         and settings.embedding.device in (None, "cpu")
