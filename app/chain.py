@@ -47,6 +47,7 @@ from quarry.app.context import focus
 from quarry.app.injection_classifier import InjectionClassifier
 from quarry.app.prompts import render
 from quarry.app.retrieval import Passage, Searcher
+from quarry.app.scope import Scope
 from quarry.app.screening import Screen, screen, screen_batch
 from quarry.app.sentences import Sentence, split_sentences
 from quarry.app.tools import PassageRegistry, run_tool_call, tool_schemas
@@ -256,11 +257,14 @@ class ChatChain:
         )
         return [SystemMessage(self.system_prompt), *history_messages(history), HumanMessage(prompt)]
 
-    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[Event]:
+    def stream(
+        self, question: str, history: Sequence[Turn] = (), scope: Scope | None = None
+    ) -> Iterator[Event]:
+        """The answer's events: status notes, tokens as they stream, then the checked Answer.
+        `scope` limits every search, the model's tool calls included, to some documents."""
         started = time.monotonic()
-        passages = self.retriever.search_many(
-            search_queries(question, history), self.retriever.top_k
-        )
+        retriever = self.retriever.within(scope)
+        passages = retriever.search_many(search_queries(question, history), retriever.top_k)
         screens = screen_batch(question, [p.text for p in passages], self.classifier)
         if screens.warning:  # on every answer so screened: each user sees it on their own
             yield Status(f"Warning: {screens.warning}")
@@ -272,7 +276,9 @@ class ChatChain:
                 "documents as usual."
             )
         if not passages and not self.settings.use_tools:
-            text = render("no_answer", collection=self.collection)
+            text = render(
+                "no_answer", collection=self.collection, scope=scope.describe() if scope else ""
+            )
             yield Token(text)
             yield Answer(
                 text,
@@ -298,7 +304,7 @@ class ChatChain:
                 f"Left out to fit the model: {answer.dropped_turns} earlier turn(s), "
                 f"{len(answer.dropped_passages)} passage(s)"
             )
-        text = yield from self._generate(messages, registry, answer, started)
+        text = yield from self._generate(messages, registry, answer, started, retriever)
         answer.passages = registry.passages
         self._cite(answer, text)
         answer.seconds = time.monotonic() - started
@@ -362,6 +368,7 @@ class ChatChain:
         registry: PassageRegistry,
         answer: Answer,
         started: float,
+        retriever: Searcher,
     ) -> Generator[Event, None, str]:
         """Stream the model's reply, running tool calls in between when tools are on."""
         rounds = self.settings.max_tool_rounds if self.settings.use_tools else 0
@@ -397,7 +404,7 @@ class ChatChain:
             for call in reply.tool_calls:
                 answer.tool_calls += 1
                 yield Status(f"Tool {call['name']}({call['args']})")
-                result = run_tool_call(dict(call), self.retriever, registry)
+                result = run_tool_call(dict(call), retriever, registry)
                 messages.append(ToolMessage(result, tool_call_id=call.get("id") or ""))
             for bad in reply.invalid_tool_calls:  # arguments that were not JSON at all
                 answer.tool_calls += 1

@@ -10,10 +10,12 @@ docs/decisions.md.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from quarry.app.scope import Scope
 from quarry.ingest.collection import Collection, StoreError
 from quarry.ingest.embedding import Embedder, cosine
 from quarry.ingest.records import StoredChunk
@@ -80,6 +82,8 @@ class Searcher(Protocol):
 
     def neighbours(self, anchor: Passage, radius: int) -> list[Passage]: ...
 
+    def within(self, scope: Scope | None) -> Searcher: ...
+
     def warm(self) -> None: ...
 
 
@@ -126,6 +130,17 @@ class Retriever:
         self.options = options or RetrievalSettings()
         self.hybrid = self.options.hybrid_weight > 0
         self.reranker = reranker
+        self.scope: Scope | None = None
+        self._doc_ids: frozenset[str] | None = None  # the scope's documents
+
+    def within(self, scope: Scope | None) -> Retriever:
+        """The same search, limited to the documents `scope` covers (the whole collection
+        when None); raises ScopeError when it covers none of them."""
+        scoped = copy.copy(self)
+        scoped.scope, scoped._doc_ids = scope, None
+        if scope is not None:
+            scoped._doc_ids = scope.documents(self.collection.sources(), self.collection.name)
+        return scoped
 
     @property
     def top_k(self) -> int:
@@ -185,7 +200,8 @@ class Retriever:
         return dense[0].score if dense else -1.0
 
     def _dense(self, vector: Sequence[float], n: int) -> list[Passage]:
-        return [Passage.from_chunk(c, score) for c, score in self.collection.nearest(vector, n)]
+        found = self.collection.nearest(vector, n, self._doc_ids)
+        return [Passage.from_chunk(c, score) for c, score in found]
 
     def _fuse(
         self, query: str, vector: Sequence[float], dense: list[Passage], keep: int
@@ -195,7 +211,7 @@ class Retriever:
         Only the `keep` best are read from Chroma: fetching every BM25-only candidate with its
         vector was most of the cost of hybrid search at 30,000 chunks.
         """
-        hits = self.collection.keyword_search(query, len(dense))
+        hits = self.collection.keyword_search(query, len(dense), self._doc_ids)
         weight = self.options.hybrid_weight
         best = _rrf(
             [([p.chunk_id for p in dense], 1 - weight), ([h.chunk_id for h in hits], weight)]

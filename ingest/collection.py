@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -307,11 +308,16 @@ class Collection:
     def count(self) -> int:
         return int(self.chunks_collection().count())
 
-    def nearest(self, vector: Sequence[float], n: int) -> list[tuple[StoredChunk, float]]:
-        """The `n` chunks closest to `vector`, with their cosine similarity, best first."""
+    def nearest(
+        self, vector: Sequence[float], n: int, doc_ids: AbstractSet[str] | None = None
+    ) -> list[tuple[StoredChunk, float]]:
+        """The `n` chunks closest to `vector`, with their cosine similarity, best first; only
+        chunks of the documents `doc_ids` when given (a scoped question)."""
+        where = None if doc_ids is None else cast("Where", {"doc_id": {"$in": sorted(doc_ids)}})
         found = self.chunks_collection().query(
             query_embeddings=np.asarray([vector], dtype=np.float32),
             n_results=n,
+            where=where,
             include=["documents", "metadatas", "distances"],
         )
         ids, texts = found["ids"][0], (found["documents"] or [[]])[0]
@@ -366,16 +372,19 @@ class Collection:
 
     # -- keyword index -----------------------------------------------------------------
 
-    def keyword_search(self, query: str, k: int) -> list[KeywordHit]:
-        """BM25 hits; the index is reloaded or rebuilt once when the collection changed since
-        it was loaded (a teammate's ingest, or a crash mid-run)."""
+    def keyword_search(
+        self, query: str, k: int, doc_ids: AbstractSet[str] | None = None
+    ) -> list[KeywordHit]:
+        """BM25 hits, only of the documents `doc_ids` when given; the index is reloaded or
+        rebuilt once when the collection changed since it was loaded (a teammate's ingest, or
+        a crash mid-run)."""
         index = self._keyword_index()
         current = self.generation()
         if index.generation != current and (
             index.stored_generation() != current or not index.load()
         ):
             index.rebuild(current, self.pages())
-        return index.search(query, k)
+        return index.search(query, k, doc_ids)
 
     def sync_keyword_index(self) -> int | None:
         """Rebuild the index on disk when the collection changed since it was built; returns
@@ -407,6 +416,10 @@ class Collection:
             if len(got["ids"]) < page:
                 return records
             offset += page
+
+    def sources(self) -> dict[str, str]:
+        """Each document's source (its path under the folder it came from), by doc_id."""
+        return {doc_id: record.source for doc_id, record in self.documents().items()}
 
     def _put(self, *records: DocRecord) -> None:
         """Manifest records, in one call."""

@@ -21,9 +21,12 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from quarry.ingest.records import StoredChunk
 
@@ -70,6 +73,7 @@ class KeywordIndex:
         self._bm25: Any = None
         self._ids: list[str] = []
         self._analyzer: Analyzer | None = None
+        self._last_mask: tuple[tuple[str | None, frozenset[str]], np.ndarray] | None = None
 
     @property
     def analyzer(self) -> Analyzer:
@@ -105,22 +109,37 @@ class KeywordIndex:
         self._bm25, self._ids, self.generation = bm25, ids, generation
         return True
 
-    def search(self, query: str, k: int) -> list[KeywordHit]:
-        """The `k` best-scoring chunks for the query's words, best first."""
+    def search(
+        self, query: str, k: int, doc_ids: AbstractSet[str] | None = None
+    ) -> list[KeywordHit]:
+        """The `k` best-scoring chunks for the query's words, best first; only chunks of the
+        documents `doc_ids` when given."""
         if self._bm25 is None or k < 1:
             return []
         vocab = self._bm25.vocab_dict
         words = [w for w in self.analyzer(query) if w in vocab]
         if not words:
             return []
+        mask = None if doc_ids is None else self._mask(frozenset(doc_ids))
         found, scores = self._bm25.retrieve(
-            [words], k=min(k, len(self._ids)), show_progress=False, n_threads=1
+            [words], k=min(k, len(self._ids)), show_progress=False, n_threads=1, weight_mask=mask
         )
         return [
             KeywordHit(self._ids[int(i)], float(s))
             for i, s in zip(found[0], scores[0], strict=True)
             if s > 0
         ]
+
+    def _mask(self, doc_ids: frozenset[str]) -> np.ndarray:
+        """1 for the chunks of these documents, 0 for the rest (a chunk id starts with its
+        document's id); the last mask is kept, as a conversation asks the same scope again."""
+        key = (self.generation, doc_ids)
+        if self._last_mask is None or self._last_mask[0] != key:
+            mask = np.fromiter(
+                (cid.partition(":")[0] in doc_ids for cid in self._ids), dtype=np.float32
+            )
+            self._last_mask = (key, mask)
+        return self._last_mask[1]
 
     # -- writing -----------------------------------------------------------------------
 

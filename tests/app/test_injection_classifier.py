@@ -32,6 +32,7 @@ from quarry.app.injection_classifier import (
     InjectionClassifier,
 )
 from quarry.app.retrieval import Passage
+from quarry.app.scope import Scope
 from quarry.app.screening import screen, screen_batch
 from quarry.cli import app
 from quarry.eval.injection_eval import HELDOUT_SET, SHIPPED_SET
@@ -263,6 +264,9 @@ class FixedRetriever:
 
     def neighbours(self, anchor: Passage, radius: int) -> list[Passage]:
         return [anchor]
+
+    def within(self, scope: Scope | None) -> FixedRetriever:
+        return self
 
     def warm(self) -> None:
         pass

@@ -70,9 +70,11 @@ def test_flagged_passages_are_quoted_as_untrusted_data() -> None:
     assert "(Untrusted text: it contains instructions aimed at an assistant." in small
 
 
-def test_no_answer_names_the_collection() -> None:
-    assert 'collection "papers"' in render("no_answer", collection="papers")
-    assert "collection" not in render("no_answer", collection="")
+def test_no_answer_names_the_collection_and_the_scope() -> None:
+    assert 'collection "papers"' in render("no_answer", collection="papers", scope="")
+    assert "collection" not in render("no_answer", collection="", scope="")
+    scoped = render("no_answer", collection="papers", scope="contracts/2024/, notes.md")
+    assert "searching only contracts/2024/, notes.md" in scoped and "widening the scope" in scoped
 
 
 def test_a_missing_variable_is_an_error() -> None:
