@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from quarry.components import Components
+from quarry.ingest.report import IngestReport
 from quarry.settings import QuarrySettings
 
 UI_SCRIPT = Path(__file__).resolve().parent / "ui.py"
@@ -37,3 +39,30 @@ def start_ui(
 ) -> subprocess.Popen[bytes]:
     """The Streamlit page in a subprocess; it reads the same settings from QUARRY_* variables."""
     return subprocess.Popen(streamlit_command(settings), env={**os.environ, **(env or {})})
+
+
+def refresh_sample_collection(parts: Components, docs: Path) -> tuple[IngestReport, int]:
+    """Bring the sample collection in line with `docs`, this installation's copy of the
+    user documentation; returns the report and how many stale documents were dropped.
+
+    Another checkout or install of Quarry leaves its own copy's documents in the shared data
+    folder, and every passage would then come twice: documents from anywhere but `docs` or
+    the page's uploads (under the data folder) are removed first.
+    """
+    from quarry.ingest.collection import writer_lock
+
+    settings = parts.settings
+    collection = parts.collection()
+    keep = (docs.resolve(), settings.data_dir.resolve())
+
+    def elsewhere(root: str) -> bool:
+        where = Path(root).resolve()
+        return not any(where == kept or kept in where.parents for kept in keep)
+
+    stale = [r for r in collection.documents().values() if elsewhere(r.root)]
+    if stale:
+        with writer_lock(settings):
+            for record in stale:
+                collection.remove(record)
+            collection.mark_updated()
+    return parts.ingest([docs]), len(stale)

@@ -244,9 +244,9 @@ def up(
     ui_port: Annotated[int | None, typer.Option(help="Port of the chat page.")] = None,
 ) -> None:
     """Start everything: the model server, the sample collection and the chat page."""
-    from quarry.app.launch import SAMPLE_COLLECTION, start_ui, ui_url
+    from quarry.app.launch import SAMPLE_COLLECTION, refresh_sample_collection, start_ui, ui_url
     from quarry.app.llm import server_status
-    from quarry.ingest.pipeline import ingest
+    from quarry.components import Components
     from quarry.package_data import MAINTAINER_DOCS, SAMPLE_DOCS
 
     settings = settings_or_exit(profile=profile, server={"port": port}, chat={"ui_port": ui_port})
@@ -265,7 +265,9 @@ def up(
             update={"ingest": settings.ingest.model_copy(update=only_user_docs)}
         )
         with console.status(f"Adding the sample collection {SAMPLE_COLLECTION!r} ({SAMPLE_DOCS})"):
-            report = ingest([SAMPLE_DOCS], sample)
+            report, stale = refresh_sample_collection(Components(sample), SAMPLE_DOCS)
+        if stale:
+            console.print(f"Sample collection: removed {stale} document(s) of another copy.")
         console.print(f"Sample collection: {report.summary()}")
         env = _ui_env(settings, SAMPLE_COLLECTION)  # the sidebar switches collections
         console.print(
