@@ -87,7 +87,9 @@ class Answer:
     output_tokens: int = 0
     seconds: float = 0.0
     tool_calls: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # counted before asking, when the request was near the limit
+    input_tokens: int = 0  # as the server reported them, over every request of the answer
+    finish_reason: str = "stop"  # "length" when the answer reached max_tokens
     dropped_turns: int = 0  # history left out to fit the model's length
     dropped_passages: list[Passage] = field(default_factory=list)
     # Screening: the question looked like a jailbreak (warned, not blocked); passages that
@@ -398,6 +400,9 @@ class ChatChain:
                         return without_repeats(text)
             if reply is not None and reply.usage_metadata:
                 answer.output_tokens += reply.usage_metadata["output_tokens"]
+                answer.input_tokens += reply.usage_metadata["input_tokens"]
+            if reply is not None:
+                answer.finish_reason = str(reply.response_metadata.get("finish_reason") or "stop")
             if reply is None or not (reply.tool_calls or reply.invalid_tool_calls):
                 return text
             messages.append(reply)

@@ -34,6 +34,19 @@ def ui_url(settings: QuarrySettings) -> str:
     return f"http://{host}:{settings.chat.ui_port}"
 
 
+def api_url(settings: QuarrySettings) -> str:
+    host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
+    return f"http://{host}:{settings.api.port}/v1"
+
+
+def start_api(
+    settings: QuarrySettings, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`quarry api` in a subprocess, beside the page (`api.start_with_up`)."""
+    command = [sys.executable, "-m", "quarry.cli", "api", "--profile", str(settings.profile)]
+    return subprocess.Popen(command, env={**os.environ, **(env or {})})
+
+
 def start_ui(
     settings: QuarrySettings, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:

@@ -238,19 +238,50 @@ def chat(
 
 
 @app.command()
+def api(
+    profile: ProfileOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (8600).")] = None,
+) -> None:
+    """Serve the collections as an OpenAI-compatible API: one model per collection."""
+    from quarry.app.api import serve
+    from quarry.app.launch import api_url
+
+    settings = settings_or_exit(profile=profile, api={"host": host, "port": port})
+    key = "with an API key" if settings.api.api_key else "no API key (QUARRY_API_API_KEY sets one)"
+    console.print(f"Quarry API: [bold]{api_url(settings)}[/bold], {key}  (Ctrl-C to stop)")
+    serve(settings)
+
+
+@app.command()
 def up(
     profile: ProfileOpt = None,
     port: Annotated[int | None, typer.Option(help="Port of the model server.")] = None,
     ui_port: Annotated[int | None, typer.Option(help="Port of the chat page.")] = None,
+    api: Annotated[
+        bool | None, typer.Option("--api/--no-api", help="Start `quarry api` beside the page.")
+    ] = None,
 ) -> None:
     """Start everything: the model server, the sample collection and the chat page."""
-    from quarry.app.launch import SAMPLE_COLLECTION, refresh_sample_collection, start_ui, ui_url
+    from quarry.app.launch import (
+        SAMPLE_COLLECTION,
+        api_url,
+        refresh_sample_collection,
+        start_api,
+        start_ui,
+        ui_url,
+    )
     from quarry.app.llm import server_status
     from quarry.components import Components
     from quarry.package_data import MAINTAINER_DOCS, SAMPLE_DOCS
 
-    settings = settings_or_exit(profile=profile, server={"port": port}, chat={"ui_port": ui_port})
-    server = None
+    settings = settings_or_exit(
+        profile=profile,
+        server={"port": port},
+        chat={"ui_port": ui_port},
+        api={"start_with_up": api},
+    )
+    server = api_process = None
     if server_status(settings).healthy:
         console.print(f"Using the model server already running at {settings.server.base_url}.")
     else:
@@ -270,12 +301,18 @@ def up(
             console.print(f"Sample collection: removed {stale} document(s) of another copy.")
         console.print(f"Sample collection: {report.summary()}")
         env = _ui_env(settings, SAMPLE_COLLECTION)  # the sidebar switches collections
+        if settings.api.start_with_up:
+            api_process = start_api(settings, env)
+            console.print(f"OpenAI-compatible API: [bold]{api_url(settings)}[/bold]")
         console.print(
             f"[green bold]Quarry is ready:[/green bold] open [bold]{ui_url(settings)}[/bold] "
             "(Ctrl-C stops everything)"
         )
         _wait_for(start_ui(settings, env))
     finally:
+        if api_process is not None:
+            api_process.terminate()
+            api_process.wait(timeout=30)
         if server is not None:
             console.print("Stopping vLLM...")
             server.stop()
@@ -289,6 +326,8 @@ def _ui_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
         "QUARRY_SERVER_PORT": str(settings.server.port),
         "QUARRY_CHAT_UI_PORT": str(settings.chat.ui_port),
         "QUARRY_INGEST_COLLECTION": collection,
+        "QUARRY_API_HOST": settings.api.host,
+        "QUARRY_API_PORT": str(settings.api.port),
     }
 
 

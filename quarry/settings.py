@@ -290,6 +290,15 @@ class ChatSettings(Section):
     ui_port: int = Field(8501, ge=1, le=65535)
 
 
+class ApiSettings(Section):
+    """`quarry api`: the chat chain as an OpenAI-compatible server (docs/api.md)."""
+
+    host: str = Field("127.0.0.1", description="0.0.0.0 lets other machines reach it.")
+    port: int = Field(8600, ge=1, le=65535)
+    api_key: str | None = Field(None, description="Clients send it as a Bearer token.")
+    start_with_up: bool = Field(False, description="`quarry up` starts the API beside the page.")
+
+
 DEFAULT_INJECTION_LABELS = ["INJECTION", "JAILBREAK", "MALICIOUS", "LABEL_1"]
 
 
@@ -356,6 +365,7 @@ class QuarrySettings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="before")
     @classmethod
