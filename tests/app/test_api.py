@@ -3,8 +3,12 @@ official `openai` client, LangChain's ChatOpenAI and plain HTTP."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -50,17 +54,24 @@ def test_the_question_is_the_last_user_message_and_earlier_source_lists_are_cut(
         conversation(messages[:3])
 
 
+@dataclass(frozen=True)
+class ApiServer:
+    url: str
+    env: dict[str, str]  # what `quarry api` was started with
+    vllm_port: int
+
+
 @pytest.fixture(scope="module")
-def api_url(
+def api(
     vllm_server: RunningServer, embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[ApiServer]:
     """`quarry api` on a data folder holding the docs and a two-folder "legal" collection."""
     data = tmp_path_factory.mktemp("api-data")
     legal = tmp_path_factory.mktemp("legal")
     for rel, text in LEGAL.items():
         (legal / rel).parent.mkdir(parents=True, exist_ok=True)
         (legal / rel).write_text(text)
-    for collection, root in (("docs", DOCS), ("legal", legal)):
+    for collection, root in (("quarry-docs", DOCS), ("legal", legal)):
         settings = load_settings(profile="cpu", data_dir=data, ingest={"collection": collection})
         assert not ingest([root], settings, embedder=embedder).failed
     port = free_port()
@@ -79,8 +90,13 @@ def api_url(
     ).start()
     with process:
         process.wait_healthy(120)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield ApiServer(f"http://127.0.0.1:{port}/v1", env, vllm_server.settings.server.port)
     assert "Traceback" not in process.log_text(), process.log_text()
+
+
+@pytest.fixture
+def api_url(api: ApiServer) -> str:
+    return api.url
 
 
 @pytest.fixture
@@ -89,20 +105,20 @@ def client(api_url: str) -> openai.OpenAI:
 
 
 def test_models_are_the_collections(client: openai.OpenAI) -> None:
-    assert {m.id for m in client.models.list()} == {"quarry/docs", "quarry/legal"}
+    assert {m.id for m in client.models.list()} == {"quarry/quarry-docs", "quarry/legal"}
 
 
 def test_errors_come_in_openais_shape(api_url: str, client: openai.OpenAI) -> None:
     wrong = openai.OpenAI(base_url=api_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="QUARRY_API_API_KEY"):
         wrong.models.list()
-    with pytest.raises(openai.NotFoundError, match="Models: quarry/docs, quarry/legal"):
+    with pytest.raises(openai.NotFoundError, match="Models: quarry/legal, quarry/quarry-docs"):
         client.chat.completions.create(
             model="quarry/nothing", messages=[{"role": "user", "content": "hi"}]
         )
     bad = httpx.post(
         f"{api_url}/chat/completions",
-        json={"model": "quarry/docs", "messages": []},
+        json={"model": "quarry/quarry-docs", "messages": []},
         headers={"Authorization": f"Bearer {KEY}"},
     )
     assert bad.status_code == 400
@@ -119,7 +135,9 @@ def test_errors_come_in_openais_shape(api_url: str, client: openai.OpenAI) -> No
 
 def test_an_answer_cites_its_sources_in_the_text_and_as_a_field(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
-        model="quarry/docs", messages=[{"role": "user", "content": PORT_QUESTION}], max_tokens=80
+        model="quarry/quarry-docs",
+        messages=[{"role": "user", "content": PORT_QUESTION}],
+        max_tokens=80,
     )
     text = completion.choices[0].message.content or ""
     answer, _, listed = text.partition(SOURCES_HEADING)
@@ -136,7 +154,7 @@ def test_an_answer_cites_its_sources_in_the_text_and_as_a_field(client: openai.O
 
 def test_a_streamed_answer_ends_with_sources_and_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="quarry/docs",
+        model="quarry/quarry-docs",
         messages=[
             {"role": "user", "content": PORT_QUESTION},
             {"role": "assistant", "content": "Use the `--port` flag of `quarry serve` [1]."},
@@ -160,7 +178,10 @@ def test_a_streamed_answer_ends_with_sources_and_usage(client: openai.OpenAI) ->
 
 def test_langchain_chat_openai_asks_a_collection_streamed_and_not(api_url: str) -> None:
     llm = ChatOpenAI(
-        base_url=api_url, api_key=SecretStr(KEY), model="quarry/docs", max_completion_tokens=80
+        base_url=api_url,
+        api_key=SecretStr(KEY),
+        model="quarry/quarry-docs",
+        max_completion_tokens=80,
     )
     reply = llm.invoke(PORT_QUESTION)
     assert isinstance(reply.content, str) and "configuration.md" in reply.content
@@ -183,3 +204,46 @@ def test_a_scoped_question_cannot_see_a_document_outside_its_scope(client: opena
     seen = {s["document"] for s in (scoped.model_extra or {})["sources"]}
     assert seen <= {"contracts/2024/lease.md"}
     assert "ten thousand" not in (scoped.choices[0].message.content or "")
+
+
+def _examples(language: str) -> list[str]:
+    text = (DOCS / "api.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def _as_run_here(example: str, api: ApiServer) -> str:
+    """The example pointed at this test's servers: their ports, and the key this API has."""
+    port = api.url.split(":")[-1].split("/")[0]
+    return (
+        example.replace("127.0.0.1:8600", f"127.0.0.1:{port}")
+        .replace("127.0.0.1:8000", f"127.0.0.1:{api.vllm_port}")
+        .replace('api_key="unused"', f'api_key="{KEY}"')
+        .replace("curl -s ", f"curl -s -H 'Authorization: Bearer {KEY}' ")
+    )
+
+
+def test_the_curl_examples_in_the_docs_work_as_written(api: ApiServer) -> None:
+    curls = [e for e in _examples("bash") if e.startswith("curl")]
+    assert len(curls) == 2
+    for example in curls:
+        done = subprocess.run(
+            ["bash", "-c", _as_run_here(example, api)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        body = json.loads(done.stdout)
+        assert "error" not in body and ("data" in body or body["sources"]), body
+
+
+def test_the_python_examples_in_the_docs_work_as_written(api: ApiServer) -> None:
+    examples = _examples("python")
+    assert len(examples) == 4
+    for example in examples:
+        done = subprocess.run(
+            [sys.executable, "-c", _as_run_here(example, api)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=api.env,
+        )
+        assert done.returncode == 0, f"{example}\n{done.stderr}"
+        assert done.stdout.strip(), example
