@@ -1,4 +1,5 @@
-"""`quarry bench serve`: the concurrency sweep of `eval/serving.py` on the command line.
+"""`quarry bench serve` and `quarry bench load`: the concurrency sweeps of `eval/serving.py`
+(the model server) and `eval/load_bench.py` (Quarry's API) on the command line.
 
 Exit codes: 0 on a finished run, 2 for usage errors (bad flags, a server that does not answer).
 """
@@ -18,8 +19,64 @@ WORKLOADS = ("rag", "chat", "both")
 
 
 def register(bench_app: typer.Typer) -> None:
-    """Add `serve` to the `quarry bench` group."""
+    """Add `serve` and `load` to the `quarry bench` group."""
     bench_app.command("serve")(bench_serve)
+    bench_app.command("load")(bench_load)
+
+
+def bench_load(
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", help="Collection to ask.")
+    ] = "quarry-docs",
+    levels: Annotated[
+        str, typer.Option(help="Conversations at once, comma-separated.")
+    ] = "1,4,16,32",
+    turns: Annotated[int, typer.Option(min=1, max=8, help="Questions per conversation.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="Times the whole sweep runs.")] = 2,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens per answer.")] = 48,
+    max_minutes: Annotated[float, typer.Option(help="Stop starting levels after this.")] = 30,
+    profile: Annotated[str | None, typer.Option(help="cpu or gpu (default: detected).")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown reports.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Many conversations at once through `quarry api` (started here, on 127.0.0.1), beside
+    the same questions straight to the model server: errors, TTFT and latency p50/p99, and
+    each process's memory round after round. The model server must be running."""
+    from quarry.app.llm import discover_model
+    from quarry.eval.load_bench import markdown_report, run_load, write_reports
+
+    try:
+        counts = sorted({int(n) for n in levels.split(",") if n.strip()})
+    except ValueError:
+        raise typer.BadParameter(
+            f"{levels!r}: give counts like 1,4,16", param_hint="--levels"
+        ) from None
+    if not counts or counts[0] < 1 or counts[-1] > 64:
+        raise typer.BadParameter("counts must be between 1 and 64", param_hint="--levels")
+    settings = settings_or_exit(profile=profile)
+    try:
+        server_model = discover_model(settings)
+    except ConnectionError as exc:
+        raise fail(exc, 2) from None
+    with console.status("Starting quarry api...") as status:
+        report = run_load(
+            settings,
+            collection=collection,
+            server_model=server_model,
+            levels=counts,
+            turns=turns,
+            rounds=rounds,
+            max_tokens=max_tokens,
+            max_minutes=max_minutes,
+            log_dir=output,
+            progress=status.update,
+        )
+    console.print(markdown_report(report), markup=False, highlight=False, soft_wrap=True)
+    json_path, md_path = write_reports(report, output)
+    console.print(f"Reports: {json_path}, {md_path}")
+    if report.errors:
+        raise typer.Exit(1)
 
 
 def settings_for(base_url: str | None, profile: str | None) -> QuarrySettings:
