@@ -7,8 +7,10 @@ Exit codes: 0 success (skipped files allowed), 1 when any file failed or Chroma 
 
 from __future__ import annotations
 
+import logging
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +19,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from quarry.console import console, err_console, fail, settings_or_exit
+from quarry.console import console, err_console, fail, print_fields, settings_or_exit
+from quarry.ingest.loaders import reading
 from quarry.ingest.report import IngestReport
 from quarry.settings import QuarrySettings
 
@@ -27,6 +30,7 @@ CollectionOpt = Annotated[
 ModelOpt = Annotated[
     str | None, typer.Option("--model", help="sentence-transformers model name or path.")
 ]
+PLAIN_PROGRESS_S = 60.0  # off a terminal, at most one progress line this often
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -44,6 +48,46 @@ def _settings(
 ) -> QuarrySettings:
     """Settings with the flags on top; a bad value exits 2 with the settings' own message."""
     return settings_or_exit(ingest={"collection": collection, **ingest}, embedding={"model": model})
+
+
+class _IngestLog(logging.FileHandler):
+    """Warnings libraries log during a run (pypdf's "EOF marker not found", Python warnings)
+    go to `<data_dir>/logs/ingest.log` instead of above the report, each naming the file being
+    read; the file is only created when something is logged, and `count` tells the summary."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.count = 0
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def _open(self) -> Any:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+    def format(self, record: logging.LogRecord) -> str:
+        path = reading.get()
+        return super().format(record) + (f" [reading {path}]" if path else "")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        super().emit(record)
+
+
+@contextmanager
+def _ingest_log(settings: QuarrySettings) -> Iterator[_IngestLog]:
+    """Library logging and warnings into the ingest log for the run; a handler on the root
+    logger also keeps Python's last-resort handler from printing them on stderr."""
+    handler = _IngestLog(settings.data_dir / "logs" / "ingest.log")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    try:
+        yield handler
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        handler.close()
 
 
 @contextmanager
@@ -101,7 +145,7 @@ def ingest_command(
         chunk_overlap=chunk_overlap,
     )
     try:
-        with _progress() as on_progress, _sigterm_as_interrupt():
+        with _ingest_log(settings) as log, _progress() as on_progress, _sigterm_as_interrupt():
             report = Components(settings).ingest(
                 paths, prune=prune, dry_run=dry_run, on_progress=on_progress
             )
@@ -109,6 +153,7 @@ def ingest_command(
         raise fail(str(exc), 2) from None
     except (StoreError, EmbeddingModelError) as exc:
         raise fail(str(exc), 1) from None
+    report.warnings_logged, report.log_path = log.count, log.baseFilename
     print_report(report)
     if report.interrupted:
         raise fail("Interrupted; every document is whole. Run again to finish.", 130)
@@ -119,7 +164,11 @@ def ingest_command(
 @contextmanager
 def _progress() -> Iterator[Any]:
     """A bar with files done/total, chunks embedded and written, and embedding speed (on
-    stderr); the counts move while a group of chunks is being embedded."""
+    stderr); the counts move while a group of chunks is being embedded. Off a terminal Rich
+    would draw nothing but a blank line: an occasional plain line instead."""
+    if not err_console.is_terminal:
+        yield _plain_progress()
+        return
     columns = (
         TextColumn("[bold]Ingesting"),
         BarColumn(),
@@ -147,7 +196,36 @@ def _progress() -> Iterator[Any]:
         yield update
 
 
+def _plain_progress(every_s: float = PLAIN_PROGRESS_S) -> Callable[[Any], None]:
+    """A line on stderr at most every `every_s` seconds: a long CI job shows it is alive
+    without filling its log."""
+    last = time.monotonic()
+
+    def update(event: Any) -> None:
+        nonlocal last
+        if time.monotonic() - last < every_s:
+            return
+        last = time.monotonic()
+        rate = event.chunks_embedded / event.seconds if event.seconds > 0 else 0.0
+        print_fields(
+            f"Ingesting: {event.files_done}/{event.files_total} files, {event.chunks_embedded} "
+            f"chunks embedded, {event.chunks_written} written, {rate:.1f} chunks/s",
+            out=err_console,
+        )
+
+    return update
+
+
 def print_report(report: IngestReport) -> None:
+    """A table on a terminal; off one (a log file, CI) one tab-separated line per file
+    (status, path, reason), never wrapped, so every name can be searched."""
+    if not console.is_terminal:
+        for source, action in report.recovered:
+            print_fields("recovered", source, action, out=console)
+        for outcome in report.problems():
+            print_fields(outcome.status, outcome.path, outcome.reason, out=console)
+        print_fields(("Dry run " if report.dry_run else "") + report.summary(), out=console)
+        return
     colours = {"failed": "red", "skipped": "yellow", "missing": "yellow", "pruned": "cyan"}
     for source, action in report.recovered:
         console.print(f"[cyan]recovered[/cyan] {source}: {action}")
@@ -234,7 +312,10 @@ def forget_command(
             _confirm(yes, f"{len(doomed)} document(s) from {collection!r}")
             for record in doomed:
                 store.remove(record)
-                console.print(f"removed {record.source} ({record.chunks} chunks)")
+                if console.is_terminal:
+                    console.print(f"removed {record.source} ({record.chunks} chunks)")
+                else:
+                    print_fields("removed", record.source, f"{record.chunks} chunks", out=console)
             store.mark_updated()
             store.sync_keyword_index()
     except StoreError as exc:

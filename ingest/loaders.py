@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ _PEP_TITLE = re.compile(r"\A(?:[A-Za-z-]+:.*\n(?:[ \t]+.*\n)*)*?Title:\s*(.+)", 
 # PDF path operators that draw a table's rules: `x y w h re` and `x y l`.
 _PDF_RULES = re.compile(rb"(?:-?[\d.]+\s+){4}re\b|(?:-?[\d.]+\s+){2}l\b")
 _PDF_MIN_RULES = 4
+# The file `load` is reading, so a library's warning in the log can name it.
+reading: ContextVar[Path | None] = ContextVar("reading", default=None)
 
 
 def decode_text(data: bytes) -> tuple[str, str | None]:
@@ -343,7 +346,11 @@ def load(path: Path, data: bytes) -> LoadedDocument:
     """Dispatch on the extension; empty documents are a skip, not a failure."""
     if not data.strip():
         raise LoadError("empty file", skip=True)
-    document = LOADERS[path.suffix.lower()](path, data)
+    token = reading.set(path)
+    try:
+        document = LOADERS[path.suffix.lower()](path, data)
+    finally:
+        reading.reset(token)
     if not any(block.text.strip() for block in document.blocks):
         raise LoadError("no text", skip=True)
     return document

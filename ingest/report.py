@@ -22,6 +22,8 @@ class IngestReport:
     dry_run: bool = False
     keyword_chunks: int | None = None  # chunks in the rebuilt keyword index (None: not rebuilt)
     keyword_seconds: float = 0.0
+    warnings_logged: int = 0  # library warnings (pypdf's, ...) sent to `log_path`, not the screen
+    log_path: str = ""
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -58,4 +60,6 @@ class IngestReport:
                 f"; keyword index rebuilt ({self.keyword_chunks} chunks, "
                 f"{self.keyword_seconds:.1f} s)"
             )
+        if self.warnings_logged:
+            tail += f"; {self.warnings_logged} warning(s) logged to {self.log_path}"
         return f"{self.collection}: " + ", ".join(parts) + tail

@@ -11,6 +11,18 @@ from quarry.settings import QuarrySettings, SettingsError, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
+_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def print_fields(*fields: object, out: Console = console) -> None:
+    """One tab-separated line written past Rich, which would wrap it at 80 columns off a
+    terminal and expand the tabs: a log or CI output keeps each name whole and greppable.
+    Tabs and newlines inside a field are escaped, so a field never splits the line."""
+    cells = [str(f).translate(_ESCAPES) for f in fields]
+    while cells and not cells[-1]:
+        cells.pop()
+    out.file.write("\t".join(cells) + "\n")
+    out.file.flush()
 
 
 def fail(message: object, code: int) -> typer.Exit:
