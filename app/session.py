@@ -11,19 +11,28 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import httpx
 import openai
 import streamlit as st
 
 from quarry.app.budget import ContextTooLongError
-from quarry.app.chain import Answer, ChatChain, Event, Status, Token, Turn
-from quarry.app.citations import Citation
+from quarry.app.chain import Answer, ChatChain, Event, Status, Token
+from quarry.app.conversations import FILE_NAME as CONVERSATIONS_FILE
+from quarry.app.conversations import (
+    Choices,
+    Conversation,
+    ConversationStore,
+    Message,
+    Notice,
+    SavedConversation,
+)
 from quarry.app.llm import ServerStatus, server_status
 from quarry.app.retrieval import EmptyCollectionError, Passage
+from quarry.app.scope import Scope, scope_options
 from quarry.components import Components
 from quarry.ingest.collection import StoreError, list_collections, open_client
 from quarry.ingest.embedding import EmbeddingModelError
@@ -122,78 +131,172 @@ def collections(settings: QuarrySettings) -> tuple[list[CollectionInfo], Notice 
 # -- the conversation ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Notice:
-    """A message for the page: `error` is something to fix, `info` a state to know about."""
-
-    kind: Literal["error", "info"]
-    text: str
-
-
-@dataclass
-class Message:
-    role: Literal["user", "assistant"]
-    text: str = ""
-    citations: list[Citation] = field(default_factory=list)
-    passages: list[Passage] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    finished: bool = False
-    notice: Notice | None = None
-    ttft_s: float | None = None
-    tokens_per_s: float | None = None
-    output_tokens: int = 0
-    flagged: set[str] = field(default_factory=set)  # chunk ids that carry instructions
-    unsupported: set[int] = field(default_factory=set)  # citations the passage doesn't back
-    attributed: bool = False  # some markers were added by Quarry, not written by the model
-    removed_citations: int = 0  # markers the model wrote that its passage does not back
-    # Sentences of each cited passage that support the answer, and sentences of the answer
-    # that no passage supports: (start, end) offsets into the passage's or the answer's text.
-    evidence: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
-    unsupported_sentences: list[tuple[int, int]] = field(default_factory=list)
-
-    @property
-    def stopped(self) -> bool:
-        """An answer that neither finished nor failed was cut short (Stop, or another click)."""
-        return self.role == "assistant" and not self.finished and self.notice is None
-
-    @property
-    def metrics(self) -> str:
-        """The speed line under an answer; empty when nothing was generated."""
-        parts = []
-        if self.ttft_s is not None:
-            parts.append(f"first token {self.ttft_s:.2f} s")
-        if self.tokens_per_s:
-            parts.append(f"{self.tokens_per_s:.1f} tokens/s")
-        if self.output_tokens:
-            parts.append(f"{self.output_tokens} tokens")
-        return " · ".join(parts)
+# The sidebar's widgets keep their values under these keys, so that opening a conversation
+# can set them: in a click's callback or on the page's first run, before they are drawn.
+COLLECTION, TOP_K, PRESET, SCOPE = "collection", "top_k", "preset", "scope"
+MAX_TOP_K = 20  # the slider's end
+ADDRESS_KEY = "c"  # ?c=<id>: the open conversation, so that a reload reopens it
 
 
-@dataclass
-class Conversation:
-    messages: list[Message] = field(default_factory=list)
-
-    def history(self) -> list[Turn]:
-        """Finished question-and-answer pairs, oldest first, for the chain's memory.
-
-        Stopped and failed answers are left out: the model should not build on half a reply.
-        """
-        turns: list[Turn] = []
-        for question, reply in zip(self.messages, self.messages[1:], strict=False):
-            if question.role == "user" and reply.role == "assistant" and reply.finished:
-                turns += [Turn("user", question.text), Turn("assistant", reply.text)]
-        return turns
-
-    def clear(self) -> None:
-        self.messages.clear()
+def default_choices(base: QuarrySettings) -> Choices:
+    """Where a new chat starts: the configured collection, top-k and temperature."""
+    top_k = min(base.retrieval.top_k, MAX_TOP_K)
+    return Choices(base.ingest.collection, top_k, preset_for(base.chat.temperature))
 
 
-def conversation() -> Conversation:
-    """This browser session's conversation (each tab has its own)."""
-    if "conversation" not in st.session_state:
-        st.session_state.conversation = Conversation()
+def apply_choices(base: QuarrySettings, choices: Choices) -> None:
+    """Set the sidebar's widgets to `choices`. A collection deleted since falls back to the
+    configured one, and folders or files it no longer holds are dropped."""
+    defaults = default_choices(base)
+    infos, _ = collections(base)
+    collection = choices.collection
+    if collection not in {info.name for info in infos}:
+        collection = defaults.collection
+    options = scope_choices(base, collection)
+    st.session_state[COLLECTION] = collection
+    st.session_state[TOP_K] = min(max(choices.top_k, 1), MAX_TOP_K)
+    preset = choices.preset if choices.preset in TEMPERATURE_PRESETS else defaults.preset
+    st.session_state[PRESET] = preset
+    st.session_state[SCOPE] = [path for path in choices.scope if path in options]
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _scope_options(key: str, collection: str, _base: QuarrySettings) -> list[str]:
+    try:
+        sources = components(_base).collection(collection).sources()
+    except Exception as exc:  # the page says what is wrong with the store elsewhere
+        log.info("listing the documents of %s failed: %s", collection, exc)
+        return []
+    return scope_options(sources.values())
+
+
+def scope_choices(base: QuarrySettings, collection: str) -> list[str]:
+    """What the scope can name in `collection`, asked at most every few seconds. A chosen
+    folder or file that is gone is dropped first: the widget refuses values it does not
+    offer."""
+    options = _scope_options(base.model_dump_json(), collection, base)
+    chosen = st.session_state.get(SCOPE, [])
+    if any(path not in options for path in chosen):
+        st.session_state[SCOPE] = [path for path in chosen if path in options]
+    return options
+
+
+def clear_scope() -> None:
+    """Another collection was chosen: a scope names the documents of one collection."""
+    st.session_state[SCOPE] = []
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _store(path: str) -> ConversationStore:
+    """One store per file and process; each operation opens its own connection."""
+    return ConversationStore(Path(path))
+
+
+def conversation_store(base: QuarrySettings) -> tuple[ConversationStore | None, Notice | None]:
+    """The data folder's saved conversations, or why they cannot be used (the page still
+    answers, without saving)."""
+    try:
+        return _store(str(base.data_dir / CONVERSATIONS_FILE)), None
+    except StoreError as exc:
+        return None, describe(exc)
+
+
+def saved_conversations(
+    store: ConversationStore | None,
+) -> tuple[list[SavedConversation], Notice | None]:
+    """The sidebar's list, the most recently asked first, or why it cannot be read."""
+    if store is None:
+        return [], None
+    try:
+        return store.list(), None
+    except StoreError as exc:
+        return [], describe(exc)
+
+
+def conversation(base: QuarrySettings, store: ConversationStore | None) -> Conversation:
+    """This browser session's conversation (each tab has its own): the one the address
+    names after a reload or a restart, else the one open, else a new one. The sidebar starts
+    at the configured defaults."""
+    for key, value in asdict(default_choices(base)).items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault("conversation", Conversation())
     conv: Conversation = st.session_state.conversation
+    if store is None:  # nothing is saved, and the address is kept for when it works again
+        return conv
+    wanted = st.query_params.get(ADDRESS_KEY)
+    if wanted and wanted != conv.id:
+        open_conversation(base, wanted)
+        conv = st.session_state.conversation
+    if conv.messages:
+        show_in_address(conv)
+    else:  # nothing is saved before the first question; a deleted one is not there
+        st.query_params.pop(ADDRESS_KEY, None)
     return conv
+
+
+def show_in_address(conv: Conversation) -> None:
+    """Put the conversation's id in the page's URL, so that a reload reopens it."""
+    if st.query_params.get(ADDRESS_KEY) != conv.id:
+        st.query_params[ADDRESS_KEY] = conv.id
+
+
+def conversation_problem() -> Notice | None:
+    """Why the last open, rename or delete failed, shown once."""
+    notice: Notice | None = st.session_state.pop("conversation_problem", None)
+    return notice
+
+
+def new_chat(base: QuarrySettings) -> None:
+    """New chat (a click's callback): an empty conversation, the sidebar at the defaults."""
+    st.session_state.conversation = Conversation()
+    apply_choices(base, default_choices(base))
+    st.query_params.pop(ADDRESS_KEY, None)
+
+
+def open_conversation(base: QuarrySettings, conversation_id: str) -> None:
+    """Open a saved conversation with the sidebar's choices it was asked with."""
+    store, problem = conversation_store(base)
+    try:
+        conv = store.load(conversation_id) if store else None
+    except StoreError as exc:
+        conv, problem = None, describe(exc)
+    if conv is None:
+        st.session_state.conversation_problem = problem or Notice(
+            "info", "That conversation was deleted; this is a new chat."
+        )
+        new_chat(base)
+        return
+    st.session_state.conversation = conv
+    apply_choices(base, conv.choices or default_choices(base))
+    show_in_address(conv)
+
+
+def rename_conversation(base: QuarrySettings, conversation_id: str, title_key: str) -> None:
+    """The title box changed (a callback): save the new title."""
+    store, problem = conversation_store(base)
+    try:
+        if store is not None:
+            title = store.rename(conversation_id, st.session_state[title_key])
+            if st.session_state.conversation.id == conversation_id:
+                st.session_state.conversation.title = title
+    except StoreError as exc:
+        problem = describe(exc)
+    if problem:
+        st.session_state.conversation_problem = problem
+
+
+def delete_conversation(base: QuarrySettings, conversation_id: str) -> None:
+    """Delete a saved conversation; deleting the open one starts a new chat."""
+    store, problem = conversation_store(base)
+    try:
+        if store is not None:
+            store.delete(conversation_id)
+    except StoreError as exc:
+        problem = describe(exc)
+    if problem:
+        st.session_state.conversation_problem = problem
+    elif st.session_state.conversation.id == conversation_id:
+        new_chat(base)
 
 
 def answer(
@@ -202,21 +305,31 @@ def answer(
     make_chain: Callable[[], ChatChain],
     on_text: Callable[[str], object],
     on_status: Callable[[str], object],
+    *,
+    scope: Scope | None = None,
+    store: ConversationStore | None = None,
 ) -> Message:
-    """Ask, stream the reply into `on_text`, and record both turns in the conversation.
+    """Ask, stream the reply into `on_text`, and record both turns in the conversation,
+    searching only `scope` when one is given.
 
     The reply is in the conversation from the start and filled in as it streams. A click
     during the answer (Stop, a new question, New chat) makes Streamlit stop this run at its
     next `st` call and start the next run at once, in another thread, while this one is
     still unwinding: that run must already find the partial answer, which then shows as
     stopped. Errors become a notice on the reply, never an exception.
+
+    With a `store`, the question and the empty reply are saved at once (the first question
+    creates the conversation) and the reply again when it ends: finished, failed or stopped.
     """
     history = conv.history()
     reply = Message("assistant")
+    first = not conv.messages
     conv.messages += [Message("user", question), reply]
+    if store is not None:
+        _keep(store.create if first else store.save, conv, reply)
     events: Iterator[Event] | None = None
     try:
-        events = make_chain().stream(question, history)
+        events = make_chain().stream(question, history, scope=scope)
         for event in events:
             if isinstance(event, Token):
                 reply.text += event.text
@@ -229,10 +342,24 @@ def answer(
     except Exception as exc:
         reply.notice = describe(exc)
     finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # ends the HTTP stream, so the server stops generating too
+        try:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # ends the HTTP stream, so the server stops generating too
+        finally:  # a Stop click raises inside on_text: the partial reply is saved too
+            if store is not None:
+                _keep(store.save, conv, reply)
     return reply
+
+
+def _keep(save: Callable[[Conversation], None], conv: Conversation, reply: Message) -> None:
+    """Save, or say on the reply that it could not be: the answer goes on either way."""
+    try:
+        save(conv)
+    except Exception as exc:
+        note = f"Warning: {describe(exc).text}"
+        if note not in reply.notes:
+            reply.notes.append(note)
 
 
 def _fill(reply: Message, done: Answer) -> None:
@@ -345,6 +472,11 @@ def upload_path(settings: QuarrySettings, collection: str, name: str) -> Path:
     return path
 
 
+def file_stem(title: str) -> str:
+    """A download's file name from a conversation's title: plain characters only."""
+    return _UNSAFE.sub("_", title).strip(" ._")[:MAX_NAME_CHARS] or "conversation"
+
+
 def max_upload_mb(settings: QuarrySettings) -> int:
     """The size limit shown and enforced: the ingester's own per-file limit."""
     return max(1, int(settings.ingest.max_file_mb))
@@ -387,6 +519,7 @@ def add_uploads(
             # A collection keeps the model it was built with; new files must use the same one.
             embedder = parts.collection_embedder(collection)
             report = parts.ingest(saved, embedder=embedder, on_progress=on_progress)
+            _scope_options.clear()  # the scope can name the new files at once
             problems += [
                 f"{o.path}: {o.status}" + (f", {o.reason}" if o.reason else "")
                 for o in report.problems()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from quarry.app import render, session
+from quarry.app.conversations import Choices, to_markdown
+from quarry.app.scope import Scope
 from quarry.app.session import Message
 from quarry.ingest.pipeline import Progress
 from quarry.settings import SettingsError, load_settings
@@ -21,7 +23,8 @@ except SettingsError as exc:
     st.error(str(exc))
     st.stop()
 
-conv = session.conversation()
+store, store_problem = session.conversation_store(base)
+conv = session.conversation(base, store)  # before the sidebar: it may set the widgets
 presets = session.TEMPERATURE_PRESETS
 upload_round = st.session_state.setdefault("upload_round", 0)
 
@@ -38,7 +41,7 @@ with st.sidebar:
         st.error(problem.text)
     names = [c.name for c in infos]
     collection = st.selectbox(
-        "Collection", names, index=names.index(base.ingest.collection), key="collection"
+        "Collection", names, key=session.COLLECTION, on_change=session.clear_scope
     )
     info = infos[names.index(collection)]
     st.caption(
@@ -46,18 +49,75 @@ with st.sidebar:
         if info.exists
         else "Not created yet: add documents below."
     )
-    top_k = st.slider("Passages per question (top-k)", 1, 20, min(base.retrieval.top_k, 20))
+    options = session.scope_choices(base, collection)
+    paths = st.multiselect(
+        "Only these folders or files",
+        options,
+        key=session.SCOPE,
+        placeholder="The whole collection" if options else "No documents yet",
+        disabled=not options,
+    )
+    scope = Scope.of(paths)
+    top_k = st.slider("Passages per question (top-k)", 1, session.MAX_TOP_K, key=session.TOP_K)
     preset = st.radio(
         "Temperature",
         list(presets),
-        index=list(presets).index(session.preset_for(base.chat.temperature)),
+        key=session.PRESET,
         format_func=lambda name: f"{name} ({presets[name]:.1f})",
     )
-    st.button("New chat", icon=":material/add_comment:", on_click=conv.clear, width="stretch")
-
     settings = session.with_choices(
         base, collection=collection, top_k=top_k, temperature=presets[preset]
     )
+
+    st.subheader("Conversations")
+    saved_conversations, list_problem = session.saved_conversations(store)
+    for problem in (store_problem, list_problem, session.conversation_problem()):
+        if problem:
+            (st.error if problem.kind == "error" else st.info)(problem.text)
+    st.button(
+        "New chat",
+        icon=":material/add_comment:",
+        on_click=session.new_chat,
+        args=(base,),
+        width="stretch",
+    )
+    for saved in saved_conversations:
+        st.button(
+            saved.title,
+            key=f"open-{saved.id}",
+            type="primary" if saved.id == conv.id else "tertiary",
+            on_click=session.open_conversation,
+            args=(base, saved.id),
+            width="stretch",
+        )
+    if store and conv.messages:
+        with st.expander("Rename, export or delete"):
+            title_key = f"title-{conv.id}"
+            st.text_input(
+                "Title",
+                value=conv.title,
+                key=title_key,
+                on_change=session.rename_conversation,
+                args=(base, conv.id, title_key),
+            )
+            st.download_button(
+                "Export as Markdown",
+                to_markdown(conv),
+                file_name=f"{session.file_stem(conv.title)}.md",
+                mime="text/markdown",
+                icon=":material/download:",
+                on_click="ignore",
+                width="stretch",
+            )
+            st.button(
+                "Delete this conversation",
+                icon=":material/delete:",
+                key="delete",
+                on_click=session.delete_conversation,
+                args=(base, conv.id),
+                width="stretch",
+            )
+
     st.subheader("Add documents")
     limit = session.max_upload_mb(settings)
     files = st.file_uploader(
@@ -135,7 +195,8 @@ if server.healthy and info.exists:
         session.log.info("warming the chain failed: %s", exc)
 
 st.title("Ask your documents")
-st.caption(f"Searching “{collection}” · top-k {top_k} · {preset.lower()}")
+only = f" · only {scope.describe()}" if scope else ""
+st.caption(f"Searching “{collection}”{only} · top-k {top_k} · {preset.lower()}")
 
 for message in conv.messages:
     with st.chat_message(message.role):
@@ -152,13 +213,20 @@ if question := st.chat_input("Ask a question about your documents"):
         stop.button("Stop", icon=":material/stop:", key="stop")  # a click reruns: see answer()
         status, text = st.empty(), st.empty()
         status.caption("Searching the documents...")
+        conv.choices = Choices(collection, top_k, preset, list(paths))
+        if store:
+            session.show_in_address(conv)  # saved with the question: a reload reopens it
         reply = session.answer(
             conv,
             question,
             lambda: session.chain_for(base, settings),
             on_text=lambda so_far: text.markdown(render.answer_markdown(so_far) + "▌"),
             on_status=lambda note: status.caption(note),
+            scope=scope,
+            store=store,
         )
         for slot in (stop, status, text):
             slot.empty()
         show_reply(reply)
+    if store:
+        st.rerun()  # the sidebar lists the conversation, first, with its title

@@ -12,12 +12,14 @@ import pytest
 from quarry.app.budget import ContextTooLongError
 from quarry.app.chain import Turn
 from quarry.app.retrieval import EmptyCollectionError, Passage
+from quarry.app.scope import Scope, ScopeError
 from quarry.app.session import (
     CONTEXT_TOO_LONG,
     Conversation,
     Message,
     UploadError,
     describe,
+    file_stem,
     preset_for,
     safe_name,
     save_uploads,
@@ -103,6 +105,26 @@ def test_errors_become_sentences_for_the_page() -> None:
     assert describe(RuntimeError("boom")).text == "Something went wrong: RuntimeError: boom"
 
 
+def test_a_scope_that_covers_nothing_is_a_sentence_for_the_page() -> None:
+    sources = {"docs:guide/install.md": "guide/install.md", "docs:notes.md": "notes.md"}
+    scope = Scope.of(["contracts/2024/"])
+    assert scope is not None
+    with pytest.raises(ScopeError) as raised:
+        scope.documents(sources, "docs")
+    notice = describe(raised.value)
+    assert notice.kind == "error"
+    assert notice.text == (
+        'No document of the collection "docs" is under contracts/2024/. Choose folders or '
+        "files it holds (for example guide/, guide/install.md, notes.md), or clear the scope."
+    )
+
+
+def test_download_names_are_plain() -> None:
+    assert file_stem("How do I stop Quarry?") == "How do I stop Quarry"
+    assert file_stem("../../etc/passwd") == "etc_passwd"
+    assert file_stem("???") == "conversation"
+
+
 def test_only_finished_answers_are_remembered() -> None:
     conv = Conversation(
         [
@@ -115,8 +137,6 @@ def test_only_finished_answers_are_remembered() -> None:
         ]
     )
     assert conv.history() == [Turn("user", "first?"), Turn("assistant", "one [1]")]
-    conv.clear()
-    assert conv.history() == [] and conv.messages == []
 
 
 def test_the_sidebar_starts_at_the_preset_nearest_the_configured_temperature() -> None:

@@ -6,6 +6,7 @@ test points it at the test server and a data folder with environment variables.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from streamlit.testing.v1 import AppTest
 
 from quarry.app import render, session
 from quarry.app.citations import Citation
+from quarry.app.conversations import Choices, ConversationStore, title_from
 from quarry.app.retrieval import Retriever
+from quarry.app.scope import Scope
 from quarry.components import Components
 from quarry.settings import QuarrySettings
 from tests.conftest import RunningServer, free_port
@@ -134,14 +137,39 @@ def test_a_follow_up_is_asked_with_the_conversation(sample_page: AppTest) -> Non
     assert not any("Searching for" in c for c in texts(follow_up.caption))  # no rewrite
 
 
-def test_new_chat_clears_the_conversation_and_keeps_the_collection(
-    sample_page: AppTest,
+def test_new_chat_clears_the_conversation_and_starts_from_the_defaults(
+    sample_page: AppTest, sample_settings: QuarrySettings
 ) -> None:
+    sample_page.slider(key="top_k").set_value(9).run()
     ask(sample_page, UNKNOWN)
     assert len(sample_page.chat_message) == 2
+    saved = sample_page.query_params["c"]  # saved at its first question, kept in the URL
+    stored = ConversationStore.in_folder(sample_settings.data_dir).load(saved)
+    assert stored is not None and stored.choices == Choices("sample-docs", 9, "Factual")
+    assert stored.messages == sample_page.session_state["conversation"].messages
+    assert sample_page.button(key=f"open-{saved}").proto.type == "primary"  # listed, current
+
     sample_page.button[0].click().run()  # New chat
-    assert not sample_page.chat_message
+    assert not sample_page.chat_message and "c" not in sample_page.query_params
     assert sample_page.selectbox(key="collection").value == "sample-docs"
+    assert sample_page.slider(key="top_k").value == 3
+    assert sample_page.button(key=f"open-{saved}").proto.type == "tertiary"
+
+
+def test_a_scope_that_covers_nothing_is_a_message_on_the_reply(
+    vllm_server: RunningServer, sample_settings: QuarrySettings, sample_retriever: Retriever
+) -> None:
+    settings = sample_settings.model_copy(update={"server": vllm_server.settings.server})
+    chain = Components(settings, embedders=[sample_retriever.embedder]).chain("sample-docs")
+    conv = session.Conversation()
+    reply = session.answer(
+        conv, KNOWN, lambda: chain, print, print, scope=Scope.of(["contracts/2024/"])
+    )
+    assert reply.notice is not None and reply.notice.kind == "error"
+    assert reply.notice.text.startswith(
+        'No document of the collection "sample-docs" is under contracts/2024/.'
+    )
+    assert not reply.text and not reply.passages
 
 
 def test_a_question_too_long_for_the_model_is_a_message(sample_page: AppTest) -> None:
@@ -196,22 +224,34 @@ def test_an_upload_is_ingested_into_the_current_collection(
 
 
 def test_a_stopped_answer_keeps_its_text_and_is_marked(
-    vllm_server: RunningServer, sample_settings: QuarrySettings, sample_retriever: Retriever
+    vllm_server: RunningServer,
+    sample_settings: QuarrySettings,
+    sample_retriever: Retriever,
+    tmp_path: Path,
 ) -> None:
     """Stop, like any click during a run, interrupts the script inside an `st` call with a
-    BaseException; the partial answer must survive into the conversation."""
+    BaseException; the partial answer must survive into the conversation, and its file."""
     settings = sample_settings.model_copy(update={"server": vllm_server.settings.server})
     chain = Components(settings, embedders=[sample_retriever.embedder]).chain("sample-docs")
+    store = ConversationStore.in_folder(tmp_path)
     conv = session.Conversation()
     seen: list[str] = []
+    saved_when_asked: list[session.Conversation | None] = []
 
     def stop_after_a_few_tokens(text: str) -> None:
+        if not seen:
+            saved_when_asked.append(store.load(conv.id))
         seen.append(text)
         if len(seen) == 5:
             raise StopException()
 
     with pytest.raises(StopException):
-        session.answer(conv, KNOWN, lambda: chain, stop_after_a_few_tokens, lambda _: None)
+        session.answer(
+            conv, KNOWN, lambda: chain, stop_after_a_few_tokens, lambda _: None, store=store
+        )
+    (asked,) = saved_when_asked  # the question and the empty reply, before the first token
+    assert asked is not None and [m.text for m in asked.messages] == [KNOWN, ""]
+    assert store.load(conv.id) == conv  # and the partial reply, though Stop raised
     user, reply = conv.messages
     page = AppTest.from_file(str(UI), default_timeout=60)
     page.session_state["conversation"] = conv
@@ -220,6 +260,89 @@ def test_a_stopped_answer_keeps_its_text_and_is_marked(
     assert user.text == KNOWN
     assert reply.stopped and not reply.finished and reply.text == seen[-1]
     assert conv.history() == []  # half an answer is not replayed to the model
+
+
+def test_a_saved_conversation_opens_with_its_choices_and_can_be_renamed_and_deleted(
+    monkeypatch: pytest.MonkeyPatch, sample_settings: QuarrySettings, sample_retriever: Retriever
+) -> None:
+    """What a reload or a restart does: a new session opens the conversation the URL names
+    from the store. No model is needed to show a saved answer."""
+    point_page_at(monkeypatch, free_port(), sample_settings.data_dir, "sample-docs")
+    passage = sample_retriever.search(KNOWN, 1)[0]
+    conv = session.Conversation(
+        [
+            session.Message("user", KNOWN),
+            session.Message(
+                "assistant",
+                "Set QUARRY_SERVER_PORT [1].",
+                citations=[Citation(1, passage)],
+                passages=[passage],
+                notes=["Left out 1 earlier turn to fit the model."],
+                finished=True,
+                ttft_s=0.5,
+                tokens_per_s=20.0,
+                output_tokens=8,
+                evidence={1: [(0, 10)]},
+            ),
+        ],
+        choices=Choices("sample-docs", 5, "Technical", [passage.source]),
+    )
+    store = ConversationStore.in_folder(sample_settings.data_dir)
+    store.create(conv)
+
+    page = AppTest.from_file(str(UI), default_timeout=120)
+    page.query_params["c"] = conv.id
+    page.run()
+    assert not page.exception
+    user, reply = page.chat_message
+    assert user.markdown[0].value == KNOWN and "QUARRY_SERVER_PORT" in reply.markdown[0].value
+    assert reply.expander[0].label == f"[1] {passage.label}"
+    assert "Left out 1 earlier turn to fit the model." in texts(reply.caption)
+    assert "first token 0.50 s · 20.0 tokens/s · 8 tokens" in texts(reply.caption)
+    assert_choices(page, 5, "Technical", [passage.source])
+    caption = f"Searching “sample-docs” · only {passage.source} · top-k 5 · technical"
+    assert caption in texts(page.main.caption)
+    assert page.button(key=f"open-{conv.id}").label == title_from(KNOWN)
+    (export,) = page.get("download_button")
+    assert export.proto.label == "Export as Markdown"
+
+    page.button[0].click().run()  # New chat: back to the configured defaults
+    assert not page.chat_message
+    assert_choices(page, 3, "Factual", [])
+    page.button(key=f"open-{conv.id}").click().run()  # and back, from the sidebar
+    assert len(page.chat_message) == 2 and page.query_params["c"] == conv.id
+    assert_choices(page, 5, "Technical", [passage.source])
+
+    page.text_input(key=f"title-{conv.id}").input("  Server port ").run()
+    assert page.button(key=f"open-{conv.id}").label == "Server port"
+    reopened = store.load(conv.id)
+    assert reopened is not None and reopened.title == "Server port"
+
+    page.button(key="delete").click().run()
+    assert not page.exception and not page.chat_message
+    assert store.load(conv.id) is None
+    assert f"open-{conv.id}" not in [b.key for b in page.button]
+
+
+def test_a_conversations_file_from_a_newer_quarry_is_a_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with sqlite3.connect(tmp_path / "conversations.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    point_page_at(monkeypatch, free_port(), tmp_path, "notes")
+    page = open_page()
+    problems = texts(page.sidebar.error)
+    assert any("written by a newer Quarry" in line for line in problems), problems
+    ask(page, KNOWN)  # the page still answers (here: that no server answers), unsaved
+    assert len(page.chat_message) == 2 and "c" not in page.query_params
+
+
+def assert_choices(page: AppTest, top_k: int, preset: str, scope: list[str]) -> None:
+    assert page.selectbox(key="collection").value == "sample-docs"
+    assert page.slider(key="top_k").value == top_k
+    assert page.radio(key="preset").value == preset
+    assert page.multiselect(key="scope").value == scope
 
 
 def test_settings_errors_are_shown_on_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
