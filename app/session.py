@@ -15,11 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-import openai
 import streamlit as st
 
-from quarry.app.budget import ContextTooLongError
 from quarry.app.chain import Answer, ChatChain, Event, Status, Token
 from quarry.app.conversations import FILE_NAME as CONVERSATIONS_FILE
 from quarry.app.conversations import (
@@ -30,14 +27,14 @@ from quarry.app.conversations import (
     Notice,
     SavedConversation,
 )
+from quarry.app.errors import explain
 from quarry.app.llm import ServerStatus, server_status
-from quarry.app.retrieval import EmptyCollectionError, Passage
+from quarry.app.retrieval import Passage
 from quarry.app.scope import Scope, scope_options
 from quarry.components import Components
 from quarry.ingest.collection import StoreError, list_collections, open_client
-from quarry.ingest.embedding import EmbeddingModelError
 from quarry.ingest.loaders import LOADERS
-from quarry.ingest.pipeline import IngestUsageError, ProgressCallback
+from quarry.ingest.pipeline import ProgressCallback
 from quarry.ingest.report import IngestReport
 from quarry.settings import QuarrySettings
 
@@ -390,32 +387,11 @@ def source_title(reply: Message, number: int | None, passage: Passage) -> str:
 
 # -- errors -------------------------------------------------------------------------------
 
-CONTEXT_TOO_LONG = (
-    "The conversation is too long for the model. Start a new chat, ask a shorter question "
-    "or lower top-k in the sidebar."
-)
-
 
 def describe(exc: BaseException) -> Notice:
-    """A sentence for the page; the traceback goes to the log, not to the user."""
-    if isinstance(exc, EmptyCollectionError):
-        return Notice("info", str(exc))
-    if isinstance(exc, ContextTooLongError):
-        return Notice("error", str(exc))
-    if isinstance(exc, openai.BadRequestError) and "maximum context length" in str(exc):
-        return Notice("error", CONTEXT_TOO_LONG)
-    if isinstance(exc, ConnectionError | openai.APIConnectionError | httpx.TransportError):
-        detail = str(exc) if isinstance(exc, ConnectionError) else ""
-        return Notice(
-            "error",
-            detail or "The model server stopped answering. Check that `quarry serve` is running.",
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return Notice("error", f"The model server refused the request ({exc.status_code}): {exc}")
-    if isinstance(exc, StoreError | EmbeddingModelError | IngestUsageError):
-        return Notice("error", str(exc))
-    log.exception("unexpected error in the chat page", exc_info=exc)
-    return Notice("error", f"Something went wrong: {type(exc).__name__}: {exc}")
+    """A sentence for the page (the same as the API's); the traceback goes to the log."""
+    problem = explain(exc)
+    return Notice(problem.kind, problem.text)
 
 
 # -- uploads ------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import pytest
 
 from quarry.app.budget import ContextTooLongError
 from quarry.app.chain import Turn
+from quarry.app.errors import CONTEXT_TOO_LONG
 from quarry.app.retrieval import EmptyCollectionError, Passage
 from quarry.app.scope import Scope, ScopeError
 from quarry.app.session import (
-    CONTEXT_TOO_LONG,
     Conversation,
     Message,
     UploadError,
