@@ -1,4 +1,5 @@
-"""`quarry bench load`: many conversations at once through `quarry api`, beside vLLM alone.
+"""`quarry bench load`: many conversations at once through `quarry api`, beside vLLM alone,
+then browser sessions on the chat page (eval/page_load.py).
 
 For each level of concurrency (1, 4, 16, 32 by default), that many conversations run at once,
 each a few turns of streamed questions with the earlier turns as history, through a
@@ -30,6 +31,8 @@ import psutil
 
 from quarry.eval.chat_bench import CONVERSATION
 from quarry.eval.metrics import percentile
+from quarry.eval.page_load import PageLoadUnavailableError, PageRun, run_page_load
+from quarry.eval.page_load import markdown_report as page_markdown
 from quarry.eval.server_metrics import free_port
 from quarry.serve.process import ManagedProcess
 from quarry.settings import QuarrySettings
@@ -80,10 +83,14 @@ class LoadReport:
     levels: list[LevelResult] = field(default_factory=list)
     memory: list[MemoryTrace] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    page: list[PageRun] = field(default_factory=list)  # browser sessions on the chat page
+    page_skipped: str = ""
 
     @property
     def errors(self) -> int:
-        return sum(level.errors for level in self.levels)
+        """Failed requests, and page answers that did not complete."""
+        unfinished = sum(run.sessions - run.complete for run in self.page)
+        return sum(level.errors for level in self.levels) + unfinished
 
 
 def _stream(
@@ -179,21 +186,32 @@ def listening_on(port: int) -> list[int]:
     return sorted(pids)
 
 
-def start_api(settings: QuarrySettings, log_dir: Path) -> tuple[ManagedProcess, str]:
-    """`quarry api` on a free port of 127.0.0.1, with this run's settings."""
-    port = free_port()
+def quarry_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
+    """What a `quarry api` or page started here needs to see this run's settings."""
     env = {
         "QUARRY_PROFILE": str(settings.profile),
         "QUARRY_DATA_DIR": str(settings.data_dir),
         "QUARRY_CACHE_DIR": str(settings.cache_dir),
         "QUARRY_SERVER_HOST": settings.server.host,
         "QUARRY_SERVER_PORT": str(settings.server.port),
+        "QUARRY_INGEST_COLLECTION": collection,
+    }
+    if settings.server.api_key:
+        env["QUARRY_SERVER_API_KEY"] = settings.server.api_key
+    return env
+
+
+def start_api(
+    settings: QuarrySettings, collection: str, log_dir: Path
+) -> tuple[ManagedProcess, str]:
+    """`quarry api` on a free port of 127.0.0.1, with this run's settings and no key."""
+    port = free_port()
+    env = {
+        **quarry_env(settings, collection),
         "QUARRY_API_HOST": "127.0.0.1",
         "QUARRY_API_PORT": str(port),
         "QUARRY_API_API_KEY": "",
     }
-    if settings.server.api_key:
-        env["QUARRY_SERVER_API_KEY"] = settings.server.api_key
     process = ManagedProcess(
         [sys.executable, "-m", "quarry.cli", "api"],
         log_dir / "bench-load-api.log",
@@ -216,14 +234,16 @@ def run_load(
     max_tokens: int = 48,
     request_timeout_s: float = 300,
     max_minutes: float = 30,
+    page_sessions: int = 8,
     log_dir: Path = Path("reports"),
     progress: Callable[[str], None] = lambda _: None,
 ) -> LoadReport:
-    """The load run described above; the model server must be running."""
+    """The load run described above, then `page_sessions` browser sessions asking the chat
+    page at once (none when 0); the model server must be running."""
     report = LoadReport(collection, turns, max_tokens)
     deadline = time.monotonic() + max_minutes * 60
     log_dir.mkdir(parents=True, exist_ok=True)
-    api, api_url = start_api(settings, log_dir)
+    api, api_url = start_api(settings, collection, log_dir)
     try:
         quarry = openai.OpenAI(
             base_url=api_url, api_key="unused", max_retries=0, timeout=request_timeout_s
@@ -271,6 +291,18 @@ def run_load(
         report.memory = traces
     finally:
         api.stop()
+    if page_sessions:
+        try:
+            report.page = run_page_load(
+                settings,
+                quarry_env(settings, collection),
+                sessions=page_sessions,
+                timeout_s=request_timeout_s * 2,
+                log_dir=log_dir,
+                progress=progress,
+            )
+        except PageLoadUnavailableError as exc:
+            report.page_skipped = str(exc)
     return report
 
 
@@ -304,6 +336,10 @@ def markdown_report(report: LoadReport) -> str:
     lines += [f"- {r.target}, {r.concurrency} at once: {r.first_error}" for r in errors]
     if report.skipped:
         lines.append("Skipped (time limit): " + "; ".join(report.skipped))
+    if report.page:
+        lines += ["", "## The chat page", "", page_markdown(report.page).rstrip()]
+    if report.page_skipped:
+        lines += ["", f"Chat page sessions not run: {report.page_skipped}"]
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,9 @@ def bench_load(
     rounds: Annotated[int, typer.Option(min=1, max=10, help="Times the whole sweep runs.")] = 2,
     max_tokens: Annotated[int, typer.Option(min=1, help="Tokens per answer.")] = 48,
     max_minutes: Annotated[float, typer.Option(help="Stop starting levels after this.")] = 30,
+    page_sessions: Annotated[
+        int, typer.Option(min=0, max=32, help="Browser sessions asking the page at once (0: none).")
+    ] = 8,
     profile: Annotated[str | None, typer.Option(help="cpu or gpu (default: detected).")] = None,
     output: Annotated[Path, typer.Option(help="Folder for the JSON and Markdown reports.")] = Path(
         "reports"
@@ -42,7 +45,8 @@ def bench_load(
 ) -> None:
     """Many conversations at once through `quarry api` (started here, on 127.0.0.1), beside
     the same questions straight to the model server: errors, TTFT and latency p50/p99, and
-    each process's memory round after round. The model server must be running."""
+    each process's memory round after round; then browser sessions asking the chat page at
+    once, every answer read to its end. The model server must be running."""
     from quarry.app.llm import discover_model
     from quarry.eval.load_bench import markdown_report, run_load, write_reports
 
@@ -69,6 +73,7 @@ def bench_load(
             rounds=rounds,
             max_tokens=max_tokens,
             max_minutes=max_minutes,
+            page_sessions=page_sessions,
             log_dir=output,
             progress=status.update,
         )

@@ -40,6 +40,7 @@ def test_concurrent_conversations_through_the_api_beside_vllm_alone(
         turns=2,
         rounds=2,
         max_tokens=16,
+        page_sessions=2,
         log_dir=tmp_path / "reports",
     )
     assert report.errors == 0, markdown_report(report)
@@ -51,6 +52,11 @@ def test_concurrent_conversations_through_the_api_beside_vllm_alone(
     assert all(0 < r.ttft_p50_s <= r.total_p50_s for r in report.levels)
     assert [t.process for t in report.memory] == [QUARRY, "model server"]
     assert all(t.pids and len(t.mib) == 3 and min(t.mib) > 50 for t in report.memory)
+    if report.page_skipped:
+        pytest.skip(f"the page part needs a browser: {report.page_skipped}")
+    assert [(run.sessions, run.complete) for run in report.page] == [(1, 1), (2, 2)]
+    assert all(0 < run.shown_ttft_p50_s < run.answer_p50_s for run in report.page)
     json_path, md_path = write_reports(report, tmp_path / "reports")
     assert '"errors": 0' in json_path.read_text()
     assert "| 2 | quarry api | 3 | 6 | 0 |" in md_path.read_text()
+    assert "| 2 | 2 of 2 |" in md_path.read_text()
