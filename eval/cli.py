@@ -191,8 +191,8 @@ def injection_command(
         typer.Option(
             "--set",
             help="Labelled JSONL (default: the shipped eval/qa/injection.jsonl, which the "
-            "offline screen was tuned on; eval/qa/injection-heldout.jsonl was written apart "
-            "from it).",
+            "offline screen was tuned on; eval/qa/injection-heldout-2.jsonl was written apart "
+            "from it and never used to tune it).",
         ),
     ] = None,
     classifier_url: Annotated[

@@ -2,8 +2,9 @@
 
 The labelled set is JSONL: {"text": ..., "label": "injection" | "benign", "kind": ...}, where
 kind is `direct` (typed by a user), `indirect` (planted in a document), `lookalike` (benign
-text about prompts and instructions) or `plain`. Two sets ship: `injection.jsonl`, the set
-the offline screen was tuned on, and `injection-heldout.jsonl`, written apart from it.
+text about prompts and instructions), `obfuscated`, `multilingual` or `plain`. The screen was
+developed on `injection.jsonl`, `injection-heldout.jsonl` and `injection-train.jsonl`;
+`injection-heldout-2.jsonl` was written apart from it and never used to tune it.
 
 With a classifier (app/injection_classifier.py), the classifier alone and the classifier
 combined with the offline screen (what the chat uses) are reported beside the offline screen.
