@@ -73,6 +73,11 @@ class _IngestLog(logging.FileHandler):
         self.count += 1
         super().emit(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A log that cannot be written (a full disk) is given up on quietly: logging's own
+        handler would print a traceback above the run's one-sentence error."""
+        self.count -= 1
+
 
 @contextmanager
 def _ingest_log(settings: QuarrySettings) -> Iterator[_IngestLog]:
@@ -250,11 +255,11 @@ def collections_command(
     import json
     from dataclasses import asdict
 
-    from quarry.ingest.collection import StoreError, list_collections, open_client
+    from quarry.ingest.collection import StoreError, StoreLocation, list_collections, open_client
 
     settings = _settings()
     try:
-        rows = list_collections(open_client(settings))
+        rows = list_collections(open_client(settings), StoreLocation.of(settings))
     except StoreError as exc:
         raise fail(str(exc), 1) from None
     if as_json:

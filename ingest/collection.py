@@ -12,20 +12,27 @@ can finish or undo (`recover`):
 
 A document of up to `batch` chunks goes in one upsert, which Chroma applies as a whole, so
 readers see the old version, then briefly both, then the new one: never a half document.
+
+A Chroma server that stops answering, or a disk that fills up, surfaces from every method as a
+`StoreUnavailableError` whose message says what happened and what to do: the CLI, the page
+and the API show that sentence, and the write order above keeps what was stored whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import hashlib
+import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import numpy as np
 
@@ -40,6 +47,11 @@ if TYPE_CHECKING:
 
 MANIFEST_SUFFIX = "__documents"
 SCHEMA = 1
+log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# How a full disk reads in the errors of SQLite, Chroma's Rust core and the OS.
+_DISK_FULL = ("disk is full", "no space left on device", "os error 28")
 
 
 class StoreError(RuntimeError):
@@ -48,6 +60,68 @@ class StoreError(RuntimeError):
 
 class ModelMismatchError(StoreError):
     """The collection was embedded with another model; mixing vectors would break search."""
+
+
+class StoreUnavailableError(StoreError):
+    """The Chroma server stopped answering or the disk is full: the message says which and
+    what to do, instead of an httpx or SQLite traceback (which the page and the API would
+    otherwise blame on the model server, or show as "Something went wrong")."""
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a collection lives, for messages: a Chroma server's URL or an embedded folder."""
+
+    url: str | None = None
+    path: Path | None = None
+
+    @classmethod
+    def of(cls, settings: QuarrySettings) -> StoreLocation:
+        chroma = settings.chroma
+        if chroma.host:
+            scheme = "https" if chroma.ssl else "http"
+            return cls(url=f"{scheme}://{chroma.host}:{chroma.port}")
+        return cls(path=embedded_path(settings))
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError | None:
+        """`exc` as a sentence when it means the server is gone or the disk is full; None for
+        any other error (a bug, which keeps its traceback)."""
+        import httpx
+
+        if isinstance(exc, StoreError):
+            return None
+        if _disk_full(exc):
+            where = getattr(exc, "filename", None) or self.path or self.url or "the Chroma store"
+            return StoreUnavailableError(
+                f"No space left on device while writing {where}. Free some space and run "
+                "again; every document stored so far is whole."
+            )
+        if isinstance(exc, httpx.TransportError | ConnectionError):
+            at = f" at {self.url}" if self.url else ""
+            return StoreUnavailableError(
+                f"The Chroma server{at} is not answering ({type(exc).__name__}). Start it "
+                "again, then retry; every document stored so far is whole."
+            )
+        return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(sign in str(exc).lower() for sign in _DISK_FULL)
+
+
+def _guarded(
+    method: Callable[Concatenate[Collection, _P], _R],
+) -> Callable[Concatenate[Collection, _P], _R]:
+    """A Collection method whose lost server or full disk raises `StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    def wrapper(self: Collection, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.guard():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def now() -> str:
@@ -105,11 +179,11 @@ def open_client(settings: QuarrySettings) -> ClientAPI:
                 host=chroma.host, port=chroma.port, ssl=chroma.ssl, settings=options
             )
             client.heartbeat()
-        except Exception as exc:
-            scheme = "https" if chroma.ssl else "http"
-            raise StoreError(
-                f"cannot reach the Chroma server at {scheme}://{chroma.host}:{chroma.port} "
-                f"({type(exc).__name__}); is it running? (QUARRY_CHROMA_HOST/PORT)"
+        except Exception:
+            raise StoreUnavailableError(
+                f"No Chroma server answers at {StoreLocation.of(settings).url}. Start it "
+                f"(`chroma run --path FOLDER --port {chroma.port}`) or point "
+                "QUARRY_CHROMA_HOST/PORT at a running one, then run again."
             ) from None
         return client
     path = embedded_path(settings)
@@ -137,8 +211,8 @@ def writer_lock(settings: QuarrySettings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(
-                f"another Quarry process is writing to {path}; wait for it to finish, or run "
-                "a Chroma server (QUARRY_CHROMA_HOST) for concurrent writers"
+                f"Another Quarry process is writing to {path}; wait for it to finish and try "
+                "again, or run a Chroma server (QUARRY_CHROMA_HOST) for concurrent writers."
             ) from None
         try:
             yield
@@ -163,25 +237,31 @@ class CollectionSummary:
     updated_at: str
 
 
-def list_collections(client: ClientAPI) -> list[CollectionSummary]:
+def list_collections(
+    client: ClientAPI, location: StoreLocation | None = None
+) -> list[CollectionSummary]:
     """Quarry's collections with document and chunk counts, model and last update."""
-    names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    location = location or StoreLocation()
+    with Collection.guard_for(location):
+        listed = client.list_collections()
+    names = sorted(c if isinstance(c, str) else c.name for c in listed)
     rows = []
     for name in names:
         if name.endswith(MANIFEST_SUFFIX) or name + MANIFEST_SUFFIX not in names:
             continue
-        collection = Collection(client, name)
-        chunks = collection.chunks_collection()
-        manifest = collection.manifest_collection()
-        rows.append(
-            CollectionSummary(
-                name=name,
-                documents=manifest.count(),
-                chunks=chunks.count(),
-                embedding_model=str((chunks.metadata or {}).get("embedding_model", "?")),
-                updated_at=str((manifest.metadata or {}).get("updated_at", "")),
+        collection = Collection(client, name, location=location)
+        with collection.guard():
+            chunks = collection.chunks_collection()
+            manifest = collection.manifest_collection()
+            rows.append(
+                CollectionSummary(
+                    name=name,
+                    documents=manifest.count(),
+                    chunks=chunks.count(),
+                    embedding_model=str((chunks.metadata or {}).get("embedding_model", "?")),
+                    updated_at=str((manifest.metadata or {}).get("updated_at", "")),
+                )
             )
-        )
     return rows
 
 
@@ -196,10 +276,13 @@ class Collection:
         *,
         keyword_folder: Path | None = None,
         batch: int = 1000,
+        location: StoreLocation | None = None,
     ) -> None:
         self.client = client
         self.name = name
-        self.batch = max(1, min(batch, int(client.get_max_batch_size())))
+        self.location = location or StoreLocation()
+        with self.guard():
+            self.batch = max(1, min(batch, int(client.get_max_batch_size())))
         self.keyword = KeywordIndex(keyword_folder, name) if keyword_folder else None
         self._chunks: ChromaCollection | None = None
         self._manifest: ChromaCollection | None = None
@@ -213,7 +296,24 @@ class Collection:
             name,
             keyword_folder=keyword_folder(settings),
             batch=settings.chroma.write_batch_size,
+            location=StoreLocation.of(settings),
         )
+
+    @staticmethod
+    @contextlib.contextmanager
+    def guard_for(location: StoreLocation) -> Iterator[None]:
+        """Chroma calls inside raise `StoreUnavailableError` for a lost server or a full
+        disk; every other error passes unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            unavailable = location.unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+
+    def guard(self) -> contextlib.AbstractContextManager[None]:
+        return self.guard_for(self.location)
 
     # -- collections -------------------------------------------------------------------
 
@@ -221,15 +321,20 @@ class Collection:
         try:
             self.client.get_collection(self.name)
             self.client.get_collection(self.name + MANIFEST_SUFFIX)
-        except Exception:
+        except Exception as exc:
+            unavailable = self.location.unavailable(exc)
+            if unavailable is not None:  # not "no collection": the server is gone
+                raise unavailable from exc
             return False
         return True
 
+    @_guarded
     def chunks_collection(self) -> ChromaCollection:
         if self._chunks is None:
             self._chunks = self.client.get_collection(self.name, embedding_function=None)
         return self._chunks
 
+    @_guarded
     def manifest_collection(self) -> ChromaCollection:
         if self._manifest is None:
             self._manifest = self.client.get_collection(
@@ -237,12 +342,14 @@ class Collection:
             )
         return self._manifest
 
+    @_guarded
     def model(self) -> str | None:
         """The embedding model the collection was built with (None: no collection yet)."""
         if not self.exists():
             return None
         return (self.chunks_collection().metadata or {}).get("embedding_model")
 
+    @_guarded
     def backend(self) -> EmbeddingBackend | None:
         """How its vectors were computed (None: no collection yet); queries use the same.
         Collections made before backends existed were embedded by torch."""
@@ -260,6 +367,7 @@ class Collection:
                 f"--collection, or `quarry forget --collection {self.name}` first."
             )
 
+    @_guarded
     def ensure(self, model: str, dimension: int, backend: EmbeddingBackend = "torch") -> None:
         """Create the collection (cosine space, model and backend recorded) or check the
         model matches."""
@@ -280,6 +388,7 @@ class Collection:
             self.name + MANIFEST_SUFFIX, embedding_function=None, metadata={"created_at": now()}
         )
 
+    @_guarded
     def drop(self) -> None:
         for name in (self.name, self.name + MANIFEST_SUFFIX):
             with contextlib.suppress(Exception):
@@ -288,6 +397,7 @@ class Collection:
         if self.keyword is not None:
             self.keyword.delete()
 
+    @_guarded
     def mark_updated(self) -> None:
         """Record a change: a new time and a new generation, which outdates keyword indexes.
 
@@ -298,6 +408,7 @@ class Collection:
         stamp = {"updated_at": now(), "generation": uuid.uuid4().hex}
         manifest.modify(metadata={**(manifest.metadata or {}), **stamp})
 
+    @_guarded
     def generation(self) -> str:
         """The collection's current generation, read afresh (another process may write)."""
         manifest = self.client.get_collection(self.name + MANIFEST_SUFFIX, embedding_function=None)
@@ -305,9 +416,11 @@ class Collection:
 
     # -- reading chunks ----------------------------------------------------------------
 
+    @_guarded
     def count(self) -> int:
         return int(self.chunks_collection().count())
 
+    @_guarded
     def nearest(
         self, vector: Sequence[float], n: int, doc_ids: AbstractSet[str] | None = None
     ) -> list[tuple[StoredChunk, float]]:
@@ -327,6 +440,7 @@ class Collection:
             for cid, text, meta, distance in zip(ids, texts, metas, distances, strict=True)
         ]
 
+    @_guarded
     def get(self, ids: Sequence[str], *, vectors: bool = False) -> list[StoredChunk]:
         """The chunks with these ids that exist, in no particular order."""
         if not ids:
@@ -336,6 +450,7 @@ class Collection:
         ]  # fmt: skip
         return _chunks(self.chunks_collection().get(ids=list(ids), include=include))
 
+    @_guarded
     def document_chunks(self, doc_id: str, low: int, high: int) -> list[StoredChunk]:
         """Chunks `low`..`high` of one document, in document order."""
         where = {
@@ -357,7 +472,8 @@ class Collection:
         ]  # fmt: skip
         offset = 0
         while True:
-            got = self.chunks_collection().get(include=include, limit=size, offset=offset)
+            with self.guard():
+                got = self.chunks_collection().get(include=include, limit=size, offset=offset)
             page = _chunks(got)
             if page:
                 yield page
@@ -365,6 +481,7 @@ class Collection:
                 return
             offset += size
 
+    @_guarded
     def sample_text(self, chars: int = 200) -> str:
         """Some words the collection holds (to warm searches up with)."""
         got = self.chunks_collection().get(limit=1, include=["documents"])
@@ -372,6 +489,7 @@ class Collection:
 
     # -- keyword index -----------------------------------------------------------------
 
+    @_guarded
     def keyword_search(
         self, query: str, k: int, doc_ids: AbstractSet[str] | None = None
     ) -> list[KeywordHit]:
@@ -383,9 +501,18 @@ class Collection:
         if index.generation != current and (
             index.stored_generation() != current or not index.load()
         ):
+            try:
+                index.rebuild(current, self.pages())
+            except OSError as exc:  # built but not saved (a full disk): search it anyway
+                log.warning("keyword index of %r not saved: %s", self.name, exc)
+        try:
+            return index.search(query, k, doc_ids)
+        except Exception as exc:  # loaded, yet damaged in a way `load` did not see
+            log.warning("keyword index of %r unreadable (%r); rebuilding it", self.name, exc)
             index.rebuild(current, self.pages())
-        return index.search(query, k, doc_ids)
+            return index.search(query, k, doc_ids)
 
+    @_guarded
     def sync_keyword_index(self) -> int | None:
         """Rebuild the index on disk when the collection changed since it was built; returns
         the chunks indexed, or None when it was up to date."""
@@ -393,7 +520,15 @@ class Collection:
         current = self.generation()
         if index.stored_generation() == current:
             return None
-        return index.rebuild(current, self.pages())
+        try:
+            return index.rebuild(current, self.pages())
+        except OSError as exc:
+            if _disk_full(exc):
+                raise  # the guard names the file and says to free space
+            raise StoreError(
+                f"cannot write the keyword index at {index.path} ({exc.strerror or exc}); "
+                "check that folder's permissions, then run again (searches rebuild it too)"
+            ) from exc
 
     def _keyword_index(self) -> KeywordIndex:
         if self.keyword is None:
@@ -402,6 +537,7 @@ class Collection:
 
     # -- manifest ----------------------------------------------------------------------
 
+    @_guarded
     def documents(self) -> dict[str, DocRecord]:
         if not self.exists():
             return {}
@@ -431,6 +567,7 @@ class Collection:
                 metadatas=[asdict(r) for r in records],
             )
 
+    @_guarded
     def touch(self, record: DocRecord) -> None:
         """Same content, new file times: remember them so the next run skips the file cheaply."""
         self._put(record)
@@ -449,6 +586,7 @@ class Collection:
         """Replace `previous` (if any) by `record` and its chunks, in the recoverable order."""
         self.write_many([DocumentWrite(record, previous, texts, embeddings, chunks)])
 
+    @_guarded
     def write_many(self, writes: Sequence[DocumentWrite]) -> None:
         """Replace several documents, each in the recoverable order, with few calls: every
         Chroma call costs about 10 ms whatever its size, a document's chunks about 1 ms each.
@@ -478,6 +616,7 @@ class Collection:
             )
         self._finish(*pending)
 
+    @_guarded
     def remove(self, record: DocRecord) -> None:
         """Delete a document: a write of an empty version, recoverable the same way."""
         pending = replace(
@@ -492,6 +631,7 @@ class Collection:
         self._put(pending)
         self._finish(pending)
 
+    @_guarded
     def read_chunks(self, record: DocRecord) -> list[StoredChunk]:
         """A stored document's chunks with their vectors, in chunk order (for moves)."""
         found = {c.id: c for c in self.get(record.ids(), vectors=True)}
@@ -522,6 +662,7 @@ class Collection:
             )
         )
 
+    @_guarded
     def recover(self) -> list[tuple[str, str]]:
         """Finish or undo every document an interrupted run left `writing`.
 

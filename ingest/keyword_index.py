@@ -86,26 +86,37 @@ class KeywordIndex:
 
     # -- reading -----------------------------------------------------------------------
 
-    def stored_generation(self) -> str | None:
-        """The generation of the index on disk, or None when there is none (or unreadable)."""
+    def _stamp(self) -> dict[str, Any]:
         try:
             stamp = json.loads((self.path / "stamp.json").read_text())
         except (OSError, ValueError):
-            return None
-        return stamp.get("generation") if stamp.get("format") == FORMAT else None
+            return {}
+        return stamp if isinstance(stamp, dict) and stamp.get("format") == FORMAT else {}
+
+    def stored_generation(self) -> str | None:
+        """The generation of the index on disk, or None when there is none (or unreadable)."""
+        generation = self._stamp().get("generation")
+        return generation if isinstance(generation, str) else None
 
     def load(self) -> bool:
-        """Load the index on disk; False when there is none or it cannot be read."""
+        """Load the index on disk; False when there is none, or it cannot be read or does not
+        fit together (a truncated or garbled file): the caller then rebuilds it from the
+        store, which always holds what it needs."""
         import bm25s
 
-        generation = self.stored_generation()
-        if generation is None:
+        stamp = self._stamp()
+        generation = stamp.get("generation")
+        if not isinstance(generation, str):
             return False
         try:
             ids = json.loads((self.path / "ids.json").read_text())
             bm25 = bm25s.BM25.load(str(self.path), show_progress=False) if ids else None
-        except (OSError, ValueError):
-            return False  # swapped out while reading: the caller rebuilds or retries
+        except Exception:  # swapped out while reading, or damaged: numpy, json, EOF errors
+            return False
+        if not (isinstance(ids, list) and len(ids) == stamp.get("chunks")):
+            return False
+        if bm25 is not None and not _fits(bm25, len(ids)):
+            return False
         self._bm25, self._ids, self.generation = bm25, ids, generation
         return True
 
@@ -167,18 +178,37 @@ class KeywordIndex:
         if ids:
             bm25 = bm25s.BM25()
             bm25.index(tokens, show_progress=False)
+        # In memory first: a search can use the index even when saving it fails (a full disk).
+        self._bm25, self._ids, self.generation = bm25, ids, generation
         with _swap(self.path) as staging:
             if bm25 is not None:
                 bm25.save(str(staging), show_progress=False)
             (staging / "ids.json").write_text(json.dumps(ids))
             stamp = {"format": FORMAT, "generation": generation, "chunks": len(ids)}
             (staging / "stamp.json").write_text(json.dumps(stamp))
-        self._bm25, self._ids, self.generation = bm25, ids, generation
         return len(ids)
 
     def delete(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         self._bm25, self._ids, self.generation = None, [], None
+
+
+def _fits(bm25: Any, documents: int) -> bool:
+    """The loaded matrices agree with each other, the vocabulary and the ids: a damaged file
+    can load and then fail inside a search (an index out of range)."""
+    try:
+        scores = bm25.scores
+        data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+        words = [i for word, i in bm25.vocab_dict.items() if word]  # "" is never asked for
+        return bool(
+            int(scores["num_docs"]) == documents
+            and words
+            and 0 <= min(words) <= max(words) < len(indptr) - 1
+            and len(data) == len(indices) == int(indptr[-1])
+            and (len(indices) == 0 or 0 <= int(indices.min()) <= int(indices.max()) < documents)
+        )
+    except Exception:
+        return False
 
 
 @contextlib.contextmanager

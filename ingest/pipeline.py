@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError
 from dataclasses import dataclass, replace
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -217,6 +218,9 @@ class _Run:
             stat = file.path.stat()
         except OSError as exc:
             self._done(Outcome(file.rel, "failed", _os_reason(exc)))
+            return None
+        if not S_ISREG(stat.st_mode):  # reading a named pipe would wait for a writer forever
+            self._done(Outcome(file.rel, "failed", "not a regular file (a pipe or a device)"))
             return None
         limit = self.settings.ingest.max_file_mb
         if stat.st_size > limit * 2**20:
@@ -485,4 +489,6 @@ def _under(path: Path, roots: Sequence[Path]) -> bool:
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
+    if isinstance(exc, FileNotFoundError):  # it was there when the run found it
+        return "deleted or moved during the run; the next run sees where it went"
     return exc.strerror or type(exc).__name__

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from quarry.settings import QuarrySettings, SettingsError, load_settings
 
@@ -26,8 +27,12 @@ def print_fields(*fields: object, out: Console = console) -> None:
 
 
 def fail(message: object, code: int) -> typer.Exit:
-    """Print `message` in red on stderr; `raise fail(...) from None` exits with `code`."""
-    err_console.print(f"[red]{message}[/red]")
+    """Print `message` in red on stderr; `raise fail(...) from None` exits with `code`.
+
+    Never wrapped by Rich: off a terminal a sentence stays one line a log can be searched for;
+    brackets in it (`[chroma]`, a path) are text, not markup.
+    """
+    err_console.print(f"[red]{escape(str(message))}[/red]", soft_wrap=True)
     return typer.Exit(code)
 
 

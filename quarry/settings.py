@@ -10,8 +10,10 @@ detected unless set).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +26,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - pydantic-settings reads TOML with tomli before 3.11
+    import tomli as tomllib
 
 Profile = Literal["cpu", "gpu"]
 
@@ -472,15 +479,85 @@ def load_settings(*, hardware: Hardware | None = None, **overrides: Any) -> Quar
     try:
         settings = QuarrySettings(**given)
     except ValidationError as exc:
-        raise SettingsError(format_validation_error(exc)) from None
+        raise SettingsError(format_validation_error(exc, given)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # read before validation
+        raise SettingsError(_unreadable_config(exc)) from None
+    except OSError as exc:
+        raise SettingsError(
+            f"Cannot read the config file {exc.filename} ({exc.strerror}). Fix its "
+            "permissions, or point QUARRY_CONFIG at another file."
+        ) from None
     return resolve_profile(settings, hardware or probe_hardware())
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    lines = ["Invalid Quarry settings:"]
-    for err in exc.errors():
-        dotted = ".".join(str(p) for p in err["loc"])
-        env = "QUARRY_" + "_".join(str(p) for p in err["loc"]).upper()
+def _unreadable_config(exc: ValueError) -> str:
+    """A quarry.toml that is not TOML: its path and the line, instead of a traceback."""
+    path = config_path()
+    where = str(path.absolute()) if path else "the config file"
+    if isinstance(exc, UnicodeDecodeError):
+        return (
+            f"{where} is not UTF-8 text (byte {exc.start}). Save it as UTF-8 TOML, or point "
+            "QUARRY_CONFIG at another file."
+        )
+    return (
+        f"{where} is not valid TOML: {exc}. Fix that line (docs/configuration.md shows the "
+        "format), or point QUARRY_CONFIG at another file."
+    )
+
+
+def format_validation_error(exc: ValidationError, given: dict[str, Any] | None = None) -> str:
+    """One line per wrong setting: its dotted name, what is wrong, and where the value came
+    from (a flag, a QUARRY_* variable, or the config file and its line) to fix it there."""
+    errors = exc.errors()
+    lines = [] if len(errors) == 1 else ["Invalid Quarry settings:"]
+    for err in errors:
+        loc = [str(p) for p in err["loc"]]
+        dotted = ".".join(loc)
         got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
-        lines.append(f"  {dotted}: {err['msg']}{got}. Set it with the flag, {env} or quarry.toml.")
+        extra = err["type"] == "extra_forbidden"
+        unknown = "; no such setting, check the spelling" if extra else ""
+        problem = f"{dotted}: {err['msg']}{got}{unknown}"
+        source = _source_of(loc, given or {})
+        lines.append(f"Invalid Quarry setting {problem}. {source}" if len(errors) == 1
+                     else f"  {problem}. {source}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _source_of(loc: list[str], given: dict[str, Any]) -> str:
+    """Where a wrong value was set, as what to do about it."""
+    env = "QUARRY_" + "_".join(loc).upper()
+    flag = given.get(loc[0]) if len(loc) > 1 else None
+    if loc[0] in given and (len(loc) == 1 or (isinstance(flag, dict) and loc[1] in flag)):
+        return f"Fix the command-line option (or {env})."
+    if env in os.environ:
+        return f"Fix the variable {env}."
+    path = config_path()
+    line = _toml_line(path, loc) if path else None
+    if path is not None and line is not None:
+        return f"Fix it in {path.absolute()}, line {line} (docs/configuration.md lists settings)."
+    return f"Set it with the flag, {env} or quarry.toml."
+
+
+def _toml_line(path: Path, loc: list[str]) -> int | None:
+    """The line of `path` that sets `loc` (`[section]` then `key =`, or `section.key =`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    section = ""
+    key = re.escape(loc[-1])
+    want = ".".join(loc[:-1])
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", line)
+        if header:
+            section = header.group(1)
+            if section == ".".join(loc):  # a whole section of the wrong type
+                return number
+            continue
+        dotted = re.match(r"([\w.-]+)\s*=", line)
+        if dotted:
+            full = ".".join(p for p in (section, dotted.group(1)) if p)
+            if full == ".".join(loc) or (section == want and re.fullmatch(key, dotted.group(1))):
+                return number
+    return None
