@@ -8,6 +8,7 @@ succeeds once the model server is back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -34,25 +35,34 @@ QUESTION = [{"role": "user", "content": "How do I change the port of the model s
 
 
 @dataclass
-class Stack:
+class ModelServer:
+    """A dedicated `quarry serve` (vLLM on the CPU) that can be killed and started again on
+    the same port."""
+
     env: dict[str, str]
-    vllm_port: int
-    client: openai.OpenAI
-    api: ManagedProcess
+    port: int
     serve: ManagedProcess | None = None
 
-    def start_model_server(self) -> None:
+    def start(self) -> None:
         self.serve = start_quarry_serve(self.env)
         wait_until_ready(self.serve)
 
-    def kill_model_server(self) -> None:
+    def kill(self) -> None:
         """SIGKILL to vLLM and its workers, as a crash or the OOM killer would."""
-        for pid in listening_on(self.vllm_port):
+        for pid in listening_on(self.port):
             with_children = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
             for process in with_children:
-                os.kill(process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
         if self.serve is not None:
             self.serve.stop(grace_s=10)
+
+
+@dataclass
+class Stack:
+    client: openai.OpenAI
+    api: ManagedProcess
+    model_server: ModelServer
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +80,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
         health_url=f"http://127.0.0.1:{api_port}/health",
     ).start()
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{api_port}/v1", api_key="x", max_retries=0)
-    stack = Stack(env, vllm_port, client, api)
+    stack = Stack(client, api, ModelServer(env, vllm_port))
     with api:
         api.wait_healthy(120)
-        stack.start_model_server()
+        stack.model_server.start()
         try:
             yield stack
         finally:
-            stack.kill_model_server()
+            stack.model_server.kill()
         assert "Traceback" not in api.log_text(), api.log_text()
 
 
@@ -99,7 +109,7 @@ def test_killed_after_during_and_before_an_answer_then_back(stack: Stack) -> Non
         for piece in _stream(stack.client, 400):
             pieces.append(piece)
             if len(pieces) == 3:
-                stack.kill_model_server()
+                stack.model_server.kill()
     assert len(pieces) >= 3  # what had streamed reached the client
     assert str(during.value.message) == SERVER_DOWN
 
@@ -110,6 +120,6 @@ def test_killed_after_during_and_before_an_answer_then_back(stack: Stack) -> Non
     assert "No model server answers at" in before.value.message
     assert "Start it with `quarry serve`" in before.value.message
 
-    stack.start_model_server()
+    stack.model_server.start()
     again = "".join(_stream(stack.client, 40))  # the same request, once the server is back
     assert again.strip()
