@@ -22,6 +22,7 @@ from quarry.app.conversations import title_from
 from quarry.app.retrieval import Retriever
 from quarry.app.scope import Scope
 from quarry.components import Components
+from quarry.eval.page_load import CHROMIUM, chromium
 from quarry.ingest.embedding import Embedder
 from quarry.ingest.pipeline import ingest
 from quarry.serve.process import ManagedProcess
@@ -29,11 +30,10 @@ from quarry.settings import QuarrySettings, load_settings
 from tests.conftest import RunningServer, free_port, stop_cleanly
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.server
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
     pytest.skip(
         f"{CHROMIUM} is missing: install Debian's chromium package", allow_module_level=True
@@ -45,16 +45,6 @@ sync_api = pytest.importorskip(
 ROOT = Path(__file__).resolve().parents[2]
 UI = ROOT / "app" / "ui.py"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_TIMEOUT_S = 120
 ANSWER_TIMEOUT_MS = 240_000
 
@@ -109,69 +99,51 @@ def chat_url(
         yield url
 
 
-@contextmanager
-def chromium() -> Iterator[Browser]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:
     expect = sync_api.expect
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(chat_url)
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_text("Model server is up")).to_be_visible(timeout=60_000)
+
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill("How do I change the port of the model server?")
+        box.press("Enter")
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        stop = answer.get_by_role("button", name="Stop")
+        expect(stop).to_be_visible(timeout=60_000)
+        partial = watch_stream(answer, stop)
+        assert len(partial) >= 2, f"the answer did not stream: {partial}"
+
+        source = answer.get_by_test_id("stExpander").filter(has_text="configuration.md")
+        expect(source.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        expect(answer.get_by_text("tokens/s")).to_be_visible()
+        words = answer.get_by_test_id("stMarkdown").first.inner_text()
+        assert "--port" in words or "QUARRY_SERVER_PORT" in words, words  # right, cited:
+        assert re.search(r"\[\d+\]", words), words  # which number: the ranking's
+        details = source.first.get_by_test_id("stExpanderDetails")
+        if not details.is_visible():  # the first source opens by itself when it has evidence
+            source.first.locator("summary").click()
+        expect(details).to_be_visible()
+        # The sentence of the passage that supports the answer is highlighted in it.
+        highlight = details.locator(".stMarkdownColoredBackground")
+        expect(highlight.first).to_be_visible()
+        assert "port" in highlight.first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+
+        box.fill("How do I stop Quarry?")
+        box.press("Enter")
+        second = page.get_by_test_id("stChatMessage").nth(3)
+        expect(second.get_by_text("▌")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        second.get_by_role("button", name="Stop").click()
+        expect(second.get_by_text("Stopped: the answer is incomplete.")).to_be_visible(
+            timeout=30_000
         )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(chat_url)
-            sidebar = page.get_by_test_id("stSidebar")
-            expect(sidebar.get_by_text("Model server is up")).to_be_visible(timeout=60_000)
-
-            box = page.get_by_test_id("stChatInputTextArea")
-            box.fill("How do I change the port of the model server?")
-            box.press("Enter")
-            answer = page.get_by_test_id("stChatMessage").nth(1)
-            stop = answer.get_by_role("button", name="Stop")
-            expect(stop).to_be_visible(timeout=60_000)
-            partial = watch_stream(answer, stop)
-            assert len(partial) >= 2, f"the answer did not stream: {partial}"
-
-            source = answer.get_by_test_id("stExpander").filter(has_text="configuration.md")
-            expect(source.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
-            expect(answer.get_by_text("tokens/s")).to_be_visible()
-            words = answer.get_by_test_id("stMarkdown").first.inner_text()
-            assert "--port" in words or "QUARRY_SERVER_PORT" in words, words  # right, cited:
-            assert re.search(r"\[\d+\]", words), words  # which number: the ranking's
-            details = source.first.get_by_test_id("stExpanderDetails")
-            if not details.is_visible():  # the first source opens by itself when it has evidence
-                source.first.locator("summary").click()
-            expect(details).to_be_visible()
-            # The sentence of the passage that supports the answer is highlighted in it.
-            highlight = details.locator(".stMarkdownColoredBackground")
-            expect(highlight.first).to_be_visible()
-            assert "port" in highlight.first.inner_text()
-            page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
-
-            box.fill("How do I stop Quarry?")
-            box.press("Enter")
-            second = page.get_by_test_id("stChatMessage").nth(3)
-            expect(second.get_by_text("▌")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
-            second.get_by_role("button", name="Stop").click()
-            expect(second.get_by_text("Stopped: the answer is incomplete.")).to_be_visible(
-                timeout=30_000
-            )
-            assert second.get_by_test_id("stMarkdown").first.inner_text().strip()
-            page.screenshot(path=str(ARTIFACTS / "chat-stopped.png"), full_page=True)
-            expect(page.get_by_test_id("stException")).to_have_count(0)
-        finally:
-            browser.close()
+        assert second.get_by_test_id("stMarkdown").first.inner_text().strip()
+        page.screenshot(path=str(ARTIFACTS / "chat-stopped.png"), full_page=True)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
 def watch_stream(answer: Locator, stop: Locator) -> list[str]:

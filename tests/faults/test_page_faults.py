@@ -22,7 +22,7 @@ from tests.conftest import DOCS, server_env
 from tests.faults.test_model_server_faults import ModelServer
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 browser_tests = pytest.importorskip("tests.app.test_browser")
 sync_api = browser_tests.sync_api
@@ -30,6 +30,13 @@ pytestmark = pytest.mark.server
 
 QUESTION = "How do I change the port of the model server?"
 ANSWER_TIMEOUT_MS = browser_tests.ANSWER_TIMEOUT_MS
+
+
+def _open(browser: Browser, url: str) -> tuple[Page, Locator]:
+    """The page in a fresh tab, and its sidebar."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    return page, page.get_by_test_id("stSidebar")
 
 
 def _ask(page: Page, question: str, number: int) -> Locator:
@@ -62,9 +69,7 @@ def test_the_model_server_killed_after_during_and_before_an_answer_on_the_page(
             browser_tests.running_page(env, tmp_path / "streamlit.log") as url,
             browser_tests.chromium() as browser,
         ):
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(url)
-            sidebar = page.get_by_test_id("stSidebar")
+            page, sidebar = _open(browser, url)
             expect(sidebar.get_by_text("Model server is up")).to_be_visible(timeout=60_000)
 
             after = _ask(page, QUESTION, 0)  # a whole answer before anything breaks
@@ -110,9 +115,7 @@ def test_the_page_opened_while_the_chroma_server_is_down_says_so(tmp_path: Path)
         browser_tests.running_page(env, tmp_path / "streamlit.log") as url,
         browser_tests.chromium() as browser,
     ):
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url)
-        sidebar = page.get_by_test_id("stSidebar")
+        page, sidebar = _open(browser, url)
         expect(sidebar.get_by_text("No Chroma server answers at")).to_be_visible(timeout=60_000)
         expect(sidebar.get_by_text("Something went wrong")).to_have_count(0)
         expect(page.get_by_test_id("stException")).to_have_count(0)
