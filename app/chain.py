@@ -177,15 +177,33 @@ def without_repeats(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
 
 
+# Words by which a question leans on the conversation before it ("that", "and the page?").
+_LEANS_ON_CONTEXT = re.compile(
+    r"\b(it|its|that|this|these|those|them|they|their|there|then|one|ones|same|also|too|else|"
+    r"instead|other|another|former|latter|above|before|previous|again|so)\b"
+    r"|^\s*(and|but|or|what about|how about)\b",
+    re.IGNORECASE,
+)
+
+
+def leans_on_context(question: str) -> bool:
+    return bool(_LEANS_ON_CONTEXT.search(question))
+
+
 def search_queries(question: str, history: Sequence[Turn]) -> list[str]:
     """The question, and for a follow-up the question joined with the ones before it.
 
     "And the chat page?" alone finds little; joined with "How do I change the port of the
     model server?" it finds the chat page's port. Searching both and fusing the rankings
     keeps whatever the question alone would have found (measured on the multi-turn sets).
+    A question that does not lean on the conversation ("What is the capital of Australia?")
+    is searched alone: joined with earlier questions about the documents it would always
+    clear the abstention threshold, and be answered from passages that do not answer it.
     """
     previous = [t.content for t in history if t.role == "user"][-MAX_PREVIOUS_QUESTIONS:]
-    return [question, " ".join([*previous, question])] if previous else [question]
+    if not previous or not leans_on_context(question):
+        return [question]
+    return [question, " ".join([*previous, question])]
 
 
 def _ends_sentence(piece: str) -> bool:

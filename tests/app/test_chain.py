@@ -86,6 +86,20 @@ def test_a_follow_up_is_searched_with_the_question_before_it(chain: ChatChain) -
     assert "configuration.md" in {p.source for p in answer.passages}
 
 
+def test_a_question_that_does_not_lean_on_the_conversation_is_searched_alone(
+    chain: ChatChain,
+) -> None:
+    history = [
+        Turn("user", "How do I change the port of the model server?"),
+        Turn("assistant", "Use --port or QUARRY_SERVER_PORT [1]."),
+    ]
+    off_topic = "What is the capital of Australia?"
+    assert search_queries(off_topic, history) == [off_topic]
+    assert len(search_queries("And how do I do that with a variable?", history)) == 2
+    _, answer = _run(chain, off_topic, history)
+    assert answer.refused and "couldn't find this in your documents" in answer.text
+
+
 def test_the_answer_is_the_model_s_own_not_the_prompt(chain: ChatChain) -> None:
     _, answer = _run(chain, "Which port does the chat page listen on?")
     for prompt_words in ("Question:", "Text:", "Answer in one or two sentences"):
