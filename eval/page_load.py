@@ -81,8 +81,10 @@ def running_page(settings: QuarrySettings, env: dict[str, str], log: Path) -> It
             if attempt == 2:
                 raise
             continue
-        with page:
+        try:
             yield url
+        finally:
+            page.stop()
         return
 
 

@@ -87,7 +87,7 @@ def api(
         env=env,
         name="quarry api",
         health_url=f"http://127.0.0.1:{port}/health",
-    ).start()
+    )
     with process:
         process.wait_healthy(120)
         yield ApiServer(f"http://127.0.0.1:{port}/v1", env, vllm_server.settings.server.port)

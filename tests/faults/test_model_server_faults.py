@@ -78,7 +78,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Itera
         env={**env, "QUARRY_API_PORT": str(api_port)},
         name="quarry api",
         health_url=f"http://127.0.0.1:{api_port}/health",
-    ).start()
+    )
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{api_port}/v1", api_key="x", max_retries=0)
     stack = Stack(client, api, ModelServer(env, vllm_port))
     with api:
