@@ -4,7 +4,7 @@ In one run, on the same files: bare `SentenceTransformer.encode` (float32 PyTorc
 baseline) of the chunks the pipeline makes, then the whole pipeline once per backend, each
 into its own throwaway embedded store. Every backend's vectors are compared with PyTorch's,
 chunk by chunk (the chunk ids are the same in every run), and the default backend's
-pipeline runs a second time over the unchanged files. Model loading and the onnx export
+pipeline runs a second time over the unchanged files. Model loading and the openvino conversion
 happen before the clocks start.
 """
 
@@ -24,7 +24,7 @@ from quarry.ingest.embedding import Embedder
 from quarry.ingest.records import StoredChunk
 from quarry.settings import EmbeddingBackend, QuarrySettings
 
-BACKENDS: tuple[EmbeddingBackend, ...] = ("torch", "bf16", "onnx", "onnx-int8")
+BACKENDS: tuple[EmbeddingBackend, ...] = ("torch", "bf16", "openvino")
 MIN_COSINE = 0.99  # every chunk's vector against PyTorch's: the quality gate
 
 
@@ -32,7 +32,7 @@ MIN_COSINE = 0.99  # every chunk's vector against PyTorch's: the quality gate
 class BackendRun:
     backend: EmbeddingBackend
     chunks: int
-    prepare_s: float  # loading (and for onnx, exporting) before the clock starts
+    prepare_s: float  # loading (and for openvino, converting) before the clock starts
     pipeline_s: float
     min_cosine: float
     mean_cosine: float

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 MANIFEST_SUFFIX = "__documents"
 SCHEMA = 1
+# Backends since removed, and the one that now embeds questions for their collections.
+RETIRED_BACKENDS = {"onnx": "openvino", "onnx-int8": "openvino"}
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -352,11 +354,12 @@ class Collection:
     @_guarded
     def backend(self) -> EmbeddingBackend | None:
         """How its vectors were computed (None: no collection yet); queries use the same.
-        Collections made before backends existed were embedded by torch."""
+        Collections made before backends existed were embedded by torch; those of the retired
+        ONNX backends are queried on openvino, whose vectors agree with theirs."""
         if not self.exists():
             return None
         stored = (self.chunks_collection().metadata or {}).get("embedding_backend", "torch")
-        return cast("EmbeddingBackend", stored)
+        return cast("EmbeddingBackend", RETIRED_BACKENDS.get(stored, stored))
 
     def check_model(self, model: str) -> None:
         stored = self.model()

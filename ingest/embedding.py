@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from quarry.ingest.onnx_backend import OnnxEncoder, OnnxExportError, onnx_folder, prepared_graph
+from quarry.ingest.openvino_backend import (
+    OpenVinoEncoder,
+    OpenVinoError,
+    converted_graph,
+    openvino_folder,
+)
 from quarry.ingest.remote_embeddings import RemoteEncoder
 from quarry.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend, EmbeddingSettings
 
@@ -54,7 +59,7 @@ class EmbeddingModelError(RuntimeError):
 
 class Embedder:
     """One sentence-transformers model on one backend. `name` (and `backend`) is what
-    collections record; `cache_dir` holds the graphs the onnx backends export."""
+    collections record; `cache_dir` holds the graph the openvino backend converts."""
 
     def __init__(
         self,
@@ -117,19 +122,18 @@ class Embedder:
         return model
 
     @cached_property
-    def onnx(self) -> OnnxEncoder:
-        """The exported graph (made once into the cache) for the onnx backends."""
+    def openvino(self) -> OpenVinoEncoder:
+        """The converted graph (made once into the cache) for the openvino backend."""
         path = embedding_model_path(self.name)
-        folder = onnx_folder(self.cache_dir or Path(path), self.name)
         try:
-            graph = prepared_graph(path, folder, int8=self.backend == "onnx-int8")
-        except OnnxExportError as exc:
-            raise EmbeddingModelError(f"embedding.backend {self.backend}: {exc}") from None
-        return OnnxEncoder(graph, self._new_tokenizer(), self.max_tokens + 2)
+            graph = converted_graph(path, openvino_folder(self.cache_dir or Path(path), self.name))
+        except OpenVinoError as exc:
+            raise EmbeddingModelError(f"embedding.backend openvino: {exc}") from None
+        return OpenVinoEncoder(graph, self._new_tokenizer(), self.max_tokens + 2)
 
     @property
     def loaded(self) -> bool:
-        return "model" in self.__dict__ or "onnx" in self.__dict__
+        return "model" in self.__dict__ or "openvino" in self.__dict__
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -176,9 +180,8 @@ class Embedder:
         small = len(texts) <= SMALL_BATCH
         if self.remote is not None:
             return self.remote.encode(texts, self.batch_size)
-        if self.backend.startswith("onnx"):
-            threads = 1 if small else os.cpu_count() or 1
-            return self.onnx.encode(texts, self.batch_size, threads)
+        if self.backend == "openvino":
+            return self.openvino.encode(texts, threads=1 if small else os.cpu_count() or 1)
         if small:
             with _one_thread():
                 return self._encode(texts)

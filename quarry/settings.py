@@ -70,7 +70,6 @@ class Hardware:
 
     gpus: int
     memory_bytes: int
-    native_bf16: bool = False  # the CPU multiplies bf16 in hardware (AMX or AVX512-BF16)
 
     @property
     def profile(self) -> Profile:
@@ -82,7 +81,7 @@ def probe_hardware() -> Hardware:
     """The machine, probed once per process (nvidia-smi takes a while, and the chat page loads
     its settings again on every click)."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory, native_bf16=native_bf16())
+    return Hardware(gpus=visible_gpu_count(), memory_bytes=memory)
 
 
 @cache
@@ -178,10 +177,11 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 # How the embedding model runs: sentence-transformers in float32 (`torch`) or bfloat16
-# (`bf16`, fast where the CPU computes bf16 natively: AMX, AVX512-BF16), an exported graph
-# on ONNX Runtime (`onnx`, `onnx-int8`), or another server's /v1/embeddings (`remote`).
+# (`bf16`, fast where the CPU computes bf16 natively: AMX, AVX512-BF16), a converted graph
+# on OpenVINO (`openvino`, in the CPU's best precision), or another server's /v1/embeddings
+# (`remote`).
 # Measured side by side by `quarry bench ingest`.
-EmbeddingBackend = Literal["torch", "bf16", "onnx", "onnx-int8", "remote"]
+EmbeddingBackend = Literal["torch", "bf16", "openvino", "remote"]
 
 
 class EmbeddingSettings(Section):
@@ -190,7 +190,7 @@ class EmbeddingSettings(Section):
     model: str = Field(DEFAULT_EMBEDDING_MODEL, description="sentence-transformers name or path.")
     backend: EmbeddingBackend = Field(
         "torch",
-        description="torch, bf16, onnx or onnx-int8; bf16 where the CPU has native bf16. "
+        description="torch, bf16 or openvino; openvino on a machine without a GPU. "
         "A collection keeps the backend it was built with.",
     )
     batch_size: int = Field(64, ge=1)
@@ -429,12 +429,11 @@ def profile_defaults(
     """Per section, the values a profile gives the fields the user leaves unset."""
     model = settings.server.model
     embedding: dict[str, EmbeddingBackend] = {}
-    if (
-        hardware.native_bf16
-        and settings.embedding.device in (None, "cpu")
-        and not (settings.embedding.endpoint)
-    ):
-        embedding["backend"] = "bf16"  # 2.9x float32, cosine >= 0.99 (docs/decisions.md)
+    device = settings.embedding.device
+    on_cpu = device == "cpu" or (device is None and not hardware.gpus)
+    if on_cpu and not settings.embedding.endpoint:
+        # OpenVINO: 3.5-4x float32 PyTorch on AMX, 1.3x without bf16 (docs/decisions.md)
+        embedding["backend"] = "openvino"
     if profile == "gpu":
         heads = _attention_heads(model)
         return {

@@ -135,7 +135,7 @@ def _check_cpu(report: Report) -> None:
     flags = cpu_flags()
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     if native_bf16():
-        isa += " with bf16"  # the bf16 embedding backend's default
+        isa += " with bf16"  # where the openvino embedding backend runs in bf16
     report.facts["cpu"] = {
         "model": _cpu_model(),
         "cores": cores,

@@ -10,6 +10,7 @@ from quarry.serve.launch import prepared_chat_model
 from quarry.settings import (
     CPU_MODEL,
     GPU_MODEL,
+    Hardware,
     SettingsError,
     default_cpu_kv_cache_gib,
     default_tensor_parallel_size,
@@ -37,6 +38,19 @@ def test_gpu_profile_defaults() -> None:
     assert s.server.enable_auto_tool_choice is True
     assert s.server.dtype == "auto"
     assert s.server.tensor_parallel_size == 1  # no GPU visible here
+
+
+def test_embedding_backend_follows_the_machine() -> None:
+    cpu_only, with_gpu = Hardware(gpus=0, memory_bytes=2**34), Hardware(gpus=1, memory_bytes=2**34)
+    assert load_settings(hardware=cpu_only).embedding.backend == "openvino"
+    assert load_settings(hardware=with_gpu).embedding.backend == "torch"  # on the GPU
+    assert load_settings(hardware=with_gpu, embedding={"device": "cpu"}).embedding.backend == (
+        "openvino"
+    )
+    chosen = load_settings(hardware=cpu_only, embedding={"backend": "bf16"})
+    assert chosen.embedding.backend == "bf16"
+    remote = load_settings(hardware=cpu_only, embedding={"endpoint": "http://127.0.0.1:1/v1"})
+    assert remote.embedding.backend == "remote"
 
 
 def test_flags_beat_environment_beat_config_file(
