@@ -32,6 +32,7 @@ from langchain_core.messages import (
 )
 from langchain_openai import ChatOpenAI
 
+from quarry.app import learned_screen
 from quarry.app.budget import ContextTooLongError, TokenCounter
 from quarry.app.citation_check import (
     CitationCheck,
@@ -236,8 +237,10 @@ class ChatChain:
 
     def warm(self) -> None:
         """Load what the first question needs (embedding model, Chroma, keyword index, the
-        server's tokenizer), so that the first answer starts as fast as the next ones."""
+        server's tokenizer, the learned screen), so that the first answer starts as fast as
+        the next ones."""
         self.retriever.warm()
+        learned_screen.warm()
         if self.counter is not None:
             self.counter.count([SystemMessage(self.system_prompt)])
 

@@ -10,8 +10,10 @@ at its heaviest match. Most patterns need the instruction to be aimed at the mod
 instructions", "note to the AI"), since documentation and HR text are full of "ignore" and
 "override". Text that talks *about* such phrases (a sentence about prompt injection, a quoted
 example, a third-person subject, a topic like "instructions about parking") is discounted,
-because a RAG corpus about LLMs is full of it. Its precision and recall on a labelled set are
-reported by `quarry eval injection`.
+because a RAG corpus about LLMs is full of it. What the patterns let through is scored by a
+learned model on the same normalised text (app/learned_screen.py), which catches attacks
+phrased without the usual words. The precision and recall of the two together on a labelled
+set are reported by `quarry eval injection`.
 
 `screen_batch` is what the chat calls: the offline screen, and when one is configured a
 classifier served by vLLM (app/injection_classifier.py) on the same texts in one request; a
@@ -31,6 +33,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from quarry.app.learned_screen import THRESHOLD as LEARNED_THRESHOLD
+from quarry.app.learned_screen import injection_probability
 from quarry.app.normalise import squashed_runs, variants
 
 if TYPE_CHECKING:
@@ -1677,13 +1681,16 @@ def _score_variant(text: str) -> tuple[float, list[str]]:
     return score, [reason for _, reason in sorted(best.values(), reverse=True)]
 
 
-def injection_score(text: str) -> tuple[float, tuple[str, ...]]:
-    """The best score over the text and what it decodes to (app/normalise.py): per category
-    the heaviest matched weight, discounted where the match sits in quotes or in a sentence
-    that discusses injections; the reasons name the category, the match, and any decoding."""
+def injection_score(
+    text: str, forms: list[tuple[str, str]] | None = None
+) -> tuple[float, tuple[str, ...]]:
+    """The best score over the text and what it decodes to (`forms`, app/normalise.py): per
+    category the heaviest matched weight, discounted where the match sits in quotes or in a
+    sentence that discusses injections; the reasons name the category, the match, and any
+    decoding."""
     best_score = 0.0
     best_reasons: tuple[str, ...] = ()
-    for note, variant in variants(text):
+    for note, variant in forms if forms is not None else variants(text):
         score, reasons = _score_variant(variant)
         if note:
             reasons = [f"{r} ({note})" for r in reasons]
@@ -1699,10 +1706,16 @@ def injection_score(text: str) -> tuple[float, tuple[str, ...]]:
 
 @lru_cache(maxsize=4096)  # a passage is screened for its prompt and for the page alike
 def screen(text: str, *, source: Literal["user", "passage"]) -> Screen:
-    score, reasons = injection_score(text)
-    if score < THRESHOLD:
-        return Screen("BENIGN", score, reasons)
-    return Screen(_flagged_label(source), score, reasons)
+    """The patterns, then, for what they let through, the learned model (app/learned_screen.py)
+    on the same normalised forms."""
+    forms = variants(text)
+    score, reasons = injection_score(text, forms)
+    if score >= THRESHOLD:
+        return Screen(_flagged_label(source), score, reasons)
+    probability = injection_probability([form for _, form in forms])
+    if probability >= LEARNED_THRESHOLD:
+        return Screen(_flagged_label(source), score, (*reasons, f"learned {probability:.2f}"))
+    return Screen("BENIGN", score, reasons)
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ def injection_command(
         typer.Option(
             "--set",
             help="Labelled JSONL (default: the shipped eval/qa/injection.jsonl, which the "
-            "offline screen was tuned on; eval/qa/injection-heldout-2.jsonl was written apart "
+            "offline screen learns from; eval/qa/injection-heldout-3.jsonl was written apart "
             "from it and never used to tune it).",
         ),
     ] = None,

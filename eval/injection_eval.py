@@ -2,9 +2,10 @@
 
 The labelled set is JSONL: {"text": ..., "label": "injection" | "benign", "kind": ...}, where
 kind is `direct` (typed by a user), `indirect` (planted in a document), `lookalike` (benign
-text about prompts and instructions), `obfuscated`, `multilingual` or `plain`. The screen was
-developed on `injection.jsonl`, `injection-heldout.jsonl` and `injection-train.jsonl`;
-`injection-heldout-2.jsonl` was written apart from it and never used to tune it.
+text about prompts and instructions), `obfuscated`, `multilingual` or `plain`. The screen's
+learned half trains on the sets in `app/learned_screen.py` TRAINING_SETS; of the two written
+apart from it, `injection-heldout-2.jsonl` chose its threshold and `injection-heldout-3.jsonl`
+was never used to tune it.
 
 With a classifier (app/injection_classifier.py), the classifier alone and the classifier
 combined with the offline screen (what the chat uses) are reported beside the offline screen.

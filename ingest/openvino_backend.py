@@ -58,7 +58,11 @@ def converted_graph(model_path: str, folder: Path) -> Path:
             _convert(model_path, temporary / "model.xml")
             if not graph.is_file():  # another process may have finished first
                 shutil.rmtree(folder, ignore_errors=True)
-                os.replace(temporary, folder)
+                try:
+                    os.replace(temporary, folder)
+                except OSError:
+                    if not graph.is_file():  # not a race lost to another process
+                        raise
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
     return graph
