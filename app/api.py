@@ -31,7 +31,7 @@ from quarry.app.chain import Answer, ChatChain, Token, Turn
 from quarry.app.errors import Problem, explain
 from quarry.app.scope import Scope
 from quarry.components import Components
-from quarry.ingest.collection import list_collections
+from quarry.ingest.collection import StoreLocation, list_collections
 from quarry.settings import QuarrySettings
 
 MODEL_PREFIX = "quarry/"
@@ -263,7 +263,9 @@ class QuarryApi:
         return self.parts.settings
 
     def collections(self) -> list[str]:
-        return [c.name for c in list_collections(self.parts.chroma)]
+        return [
+            c.name for c in list_collections(self.parts.chroma, StoreLocation.of(self.settings))
+        ]
 
     def collection_for(self, model: str) -> str:
         """`quarry/<name>` or a bare collection name; refused when no such collection."""
@@ -361,9 +363,9 @@ def create_app(settings: QuarrySettings, parts: Components | None = None) -> Fas
     @api.post("/v1/chat/completions", response_model=None)
     def chat_completions(request: ChatRequest, _: Authorised) -> JSONResponse | StreamingResponse:
         question, history = conversation(request.messages)
-        collection = state.collection_for(request.model)
-        model = MODEL_PREFIX + collection
         try:
+            collection = state.collection_for(request.model)
+            model = MODEL_PREFIX + collection
             chain = state.chain(request, collection)
             events = chain.stream(question, history, Scope.of(request.scope))
             if not request.stream:

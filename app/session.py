@@ -32,7 +32,7 @@ from quarry.app.llm import ServerStatus, server_status
 from quarry.app.retrieval import Passage
 from quarry.app.scope import Scope, scope_options
 from quarry.components import Components
-from quarry.ingest.collection import StoreError, list_collections, open_client
+from quarry.ingest.collection import StoreError, StoreLocation, list_collections, open_client
 from quarry.ingest.loaders import LOADERS
 from quarry.ingest.pipeline import ProgressCallback
 from quarry.ingest.report import IngestReport
@@ -117,7 +117,7 @@ def collections(settings: QuarrySettings) -> tuple[list[CollectionInfo], Notice 
     """The collections to offer, the configured one included even before it exists."""
     default = settings.ingest.collection
     try:
-        rows = list_collections(open_client(settings))
+        rows = list_collections(open_client(settings), StoreLocation.of(settings))
     except Exception as exc:
         return [CollectionInfo(default, exists=False)], describe(exc)
     found = {r.name: CollectionInfo(r.name, r.documents, r.chunks) for r in rows}

@@ -239,11 +239,9 @@ class CollectionSummary:
     updated_at: str
 
 
-def list_collections(
-    client: ClientAPI, location: StoreLocation | None = None
-) -> list[CollectionSummary]:
-    """Quarry's collections with document and chunk counts, model and last update."""
-    location = location or StoreLocation()
+def list_collections(client: ClientAPI, location: StoreLocation) -> list[CollectionSummary]:
+    """Quarry's collections with document and chunk counts, model and last update;
+    `location` names the store in the sentence a lost server or a full disk raises."""
     with Collection.guard_for(location):
         listed = client.list_collections()
     names = sorted(c if isinstance(c, str) else c.name for c in listed)
