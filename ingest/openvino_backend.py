@@ -148,7 +148,9 @@ def _convert(model_path: str, target: Path) -> None:
     import openvino
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the CLI draws its own progress
     model = AutoModel.from_pretrained(model_path).eval()
     sample = AutoTokenizer.from_pretrained(model_path)(
         ["a short text", "a somewhat longer text to convert with"],
@@ -168,11 +170,16 @@ def _convert(model_path: str, target: Path) -> None:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracing notes about shapes the encoder never varies
-        converted = openvino.convert_model(
-            MeanPooled(),
-            example_input={k: sample[k] for k in ("input_ids", "attention_mask")},
-        )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # tracing reads training-only properties, which warn
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracing notes on shapes the encoder never varies
+            converted = openvino.convert_model(
+                MeanPooled(),
+                example_input={k: sample[k] for k in ("input_ids", "attention_mask")},
+            )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     target.parent.mkdir(parents=True)
     openvino.save_model(converted, str(target), compress_to_fp16=False)
