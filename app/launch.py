@@ -39,6 +39,25 @@ def api_url(settings: QuarrySettings) -> str:
     return f"http://{host}:{settings.api.port}/v1"
 
 
+def child_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
+    """What a page or `quarry api` started from this process needs to see its settings,
+    flags included, with `collection` searched first."""
+    env = {
+        "QUARRY_PROFILE": str(settings.profile),
+        "QUARRY_DATA_DIR": str(settings.data_dir),
+        "QUARRY_CACHE_DIR": str(settings.cache_dir),
+        "QUARRY_SERVER_HOST": settings.server.host,
+        "QUARRY_SERVER_PORT": str(settings.server.port),
+        "QUARRY_CHAT_UI_PORT": str(settings.chat.ui_port),
+        "QUARRY_INGEST_COLLECTION": collection,
+        "QUARRY_API_HOST": settings.api.host,
+        "QUARRY_API_PORT": str(settings.api.port),
+    }
+    if settings.server.api_key:
+        env["QUARRY_SERVER_API_KEY"] = settings.server.api_key
+    return env
+
+
 def start_api(
     settings: QuarrySettings, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:

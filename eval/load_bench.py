@@ -29,6 +29,7 @@ from typing import Any
 import openai
 import psutil
 
+from quarry.app.launch import child_env
 from quarry.eval.chat_bench import CONVERSATION
 from quarry.eval.metrics import percentile
 from quarry.eval.page_load import PageLoadUnavailableError, PageRun, run_page_load
@@ -186,28 +187,13 @@ def listening_on(port: int) -> list[int]:
     return sorted(pids)
 
 
-def quarry_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
-    """What a `quarry api` or page started here needs to see this run's settings."""
-    env = {
-        "QUARRY_PROFILE": str(settings.profile),
-        "QUARRY_DATA_DIR": str(settings.data_dir),
-        "QUARRY_CACHE_DIR": str(settings.cache_dir),
-        "QUARRY_SERVER_HOST": settings.server.host,
-        "QUARRY_SERVER_PORT": str(settings.server.port),
-        "QUARRY_INGEST_COLLECTION": collection,
-    }
-    if settings.server.api_key:
-        env["QUARRY_SERVER_API_KEY"] = settings.server.api_key
-    return env
-
-
 def start_api(
     settings: QuarrySettings, collection: str, log_dir: Path
 ) -> tuple[ManagedProcess, str]:
     """`quarry api` on a free port of 127.0.0.1, with this run's settings and no key."""
     port = free_port()
     env = {
-        **quarry_env(settings, collection),
+        **child_env(settings, collection),
         "QUARRY_API_HOST": "127.0.0.1",
         "QUARRY_API_PORT": str(port),
         "QUARRY_API_API_KEY": "",
@@ -295,7 +281,7 @@ def run_load(
         try:
             report.page = run_page_load(
                 settings,
-                quarry_env(settings, collection),
+                child_env(settings, collection),
                 sessions=page_sessions,
                 timeout_s=request_timeout_s * 2,
                 log_dir=log_dir,

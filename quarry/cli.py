@@ -229,10 +229,10 @@ def chat(
     collection: Annotated[str | None, typer.Option(help="Collection to search first.")] = None,
 ) -> None:
     """Open the chat page (the model server must be running: `quarry serve`)."""
-    from quarry.app.launch import start_ui, ui_url
+    from quarry.app.launch import child_env, start_ui, ui_url
 
     settings = settings_or_exit(chat={"ui_port": ui_port}, ingest={"collection": collection})
-    env = _ui_env(settings, settings.ingest.collection)
+    env = child_env(settings, settings.ingest.collection)
     console.print(f"Chat page: [bold]{ui_url(settings)}[/bold]  (Ctrl-C to stop)")
     _wait_for(start_ui(settings, env))
 
@@ -266,6 +266,7 @@ def up(
     from quarry.app.launch import (
         SAMPLE_COLLECTION,
         api_url,
+        child_env,
         refresh_sample_collection,
         start_api,
         start_ui,
@@ -300,7 +301,7 @@ def up(
         if stale:
             console.print(f"Sample collection: removed {stale} document(s) of another copy.")
         console.print(f"Sample collection: {report.summary()}")
-        env = _ui_env(settings, SAMPLE_COLLECTION)  # the sidebar switches collections
+        env = child_env(settings, SAMPLE_COLLECTION)  # the sidebar switches collections
         if settings.api.start_with_up:
             api_process = start_api(settings, env)
             console.print(f"OpenAI-compatible API: [bold]{api_url(settings)}[/bold]")
@@ -316,19 +317,6 @@ def up(
         if server is not None:
             console.print("Stopping vLLM...")
             server.stop()
-
-
-def _ui_env(settings: QuarrySettings, collection: str) -> dict[str, str]:
-    """What the page needs to see the same settings as this command (flags included)."""
-    return {
-        "QUARRY_PROFILE": str(settings.profile),
-        "QUARRY_SERVER_HOST": settings.server.host,
-        "QUARRY_SERVER_PORT": str(settings.server.port),
-        "QUARRY_CHAT_UI_PORT": str(settings.chat.ui_port),
-        "QUARRY_INGEST_COLLECTION": collection,
-        "QUARRY_API_HOST": settings.api.host,
-        "QUARRY_API_PORT": str(settings.api.port),
-    }
 
 
 def _wait_for(process: Any) -> None:
