@@ -99,7 +99,8 @@ class OpenVinoEncoder:
 
         compiled = self._single if threads == 1 else self._bulk
         requests = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-        vectors = np.zeros((len(texts), compiled.output(0).get_partial_shape()[1].get_length()))
+        width = compiled.output(0).get_partial_shape()[1].get_length()
+        vectors = np.zeros((len(texts), width), dtype=np.float32)
         queue = openvino.AsyncInferQueue(compiled, requests)
 
         def done(request: Any, rows: list[int]) -> None:
@@ -109,7 +110,6 @@ class OpenVinoEncoder:
         for rows, feeds in self._batches(texts):
             queue.start_async(feeds, rows)
         queue.wait_all()
-        vectors = vectors.astype(np.float32)
         return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
