@@ -119,7 +119,7 @@ def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:
 
         source = answer.get_by_test_id("stExpander").filter(has_text="configuration.md")
         expect(source.first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
-        expect(answer.get_by_text("tokens/s")).to_be_visible()
+        expect(answer.get_by_text("tokens/s").first).to_be_visible()
         words = answer.get_by_test_id("stMarkdown").first.inner_text()
         assert "--port" in words or "QUARRY_SERVER_PORT" in words, words  # right, cited:
         assert re.search(r"\[\d+\]", words), words  # which number: the ranking's
@@ -136,7 +136,7 @@ def test_a_person_asks_and_sees_a_streamed_cited_answer(chat_url: str) -> None:
         box.fill("How do I stop Quarry?")
         box.press("Enter")
         second = page.get_by_test_id("stChatMessage").nth(3)
-        expect(second.get_by_text("▌")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        expect(second.get_by_text("▌").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
         second.get_by_role("button", name="Stop").click()
         expect(second.get_by_text("Stopped: the answer is incomplete.")).to_be_visible(
             timeout=30_000
@@ -216,7 +216,7 @@ def test_a_conversation_and_its_scope_survive_a_reload_and_a_restart(
             timeout=ANSWER_TIMEOUT_MS
         )
         answer = page.get_by_test_id("stChatMessage").nth(1)
-        expect(answer.get_by_text("tokens/s")).to_be_visible()
+        expect(answer.get_by_text("tokens/s").first).to_be_visible()
         sources = answer.get_by_test_id("stExpander").locator("summary")
         labels = sources.all_inner_texts()
         assert labels and all("north/" in label for label in labels), labels
@@ -252,5 +252,5 @@ def test_a_conversation_and_its_scope_survive_a_reload_and_a_restart(
 def conversation_text(page: Page) -> list[str]:
     """What the chat shows, message by message, once it has been drawn."""
     messages = page.get_by_test_id("stChatMessage")
-    sync_api.expect(messages.nth(1).get_by_text("tokens/s")).to_be_visible(timeout=60_000)
+    sync_api.expect(messages.nth(1).get_by_text("tokens/s").first).to_be_visible(timeout=60_000)
     return [text.strip() for text in messages.all_inner_texts()]
