@@ -192,19 +192,20 @@ def leans_on_context(question: str) -> bool:
 
 
 def search_queries(question: str, history: Sequence[Turn]) -> list[str]:
-    """The question, and for a follow-up the question joined with the ones before it.
+    """For a follow-up, the question joined with the ones before it, then the question alone.
 
     "And the chat page?" alone finds little; joined with "How do I change the port of the
-    model server?" it finds the chat page's port. Searching both and fusing the rankings
-    keeps whatever the question alone would have found (measured on the multi-turn sets).
-    A question that does not lean on the conversation ("What is the capital of Australia?")
-    is searched alone: joined with earlier questions about the documents it would always
-    clear the abstention threshold, and be answered from passages that do not answer it.
+    model server?" it finds the chat page's port. Both are searched and their rankings fused,
+    so what the question alone finds still ranks; the joined phrasing comes first, so it wins
+    fusion's ties (see `Retriever.search_many`). A question that does not lean on the
+    conversation ("What is the capital of Australia?") is searched alone: joined with earlier
+    questions about the documents it would always clear the abstention threshold, and be
+    answered from passages that do not answer it.
     """
     previous = [t.content for t in history if t.role == "user"][-MAX_PREVIOUS_QUESTIONS:]
     if not previous or not leans_on_context(question):
         return [question]
-    return [question, " ".join([*previous, question])]
+    return [" ".join([*previous, question]), question]
 
 
 def _ends_sentence(piece: str) -> bool:
